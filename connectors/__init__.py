@@ -1,0 +1,1 @@
+"""connectors package (grows in later issues)."""

@@ -1,0 +1,1 @@
+"""Filegate gateway: app factory, edge, HTTP controllers, audit log, CLI."""

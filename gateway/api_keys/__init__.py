@@ -1,0 +1,1 @@
+"""Scoped, expiring, revocable API keys."""

@@ -1,0 +1,111 @@
+"""`create_app(settings)`: the one way to build the gateway, in production and in tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import RedocRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.prometheus import PrometheusConfig
+from redis.asyncio import Redis
+
+from gateway.api_keys.controllers import ApiKeyController
+from gateway.api_keys.service import ApiKeyService
+from gateway.audit import AuditRecorder
+from gateway.audit.controllers import AuditController
+from gateway.db import Database, create_engine
+from gateway.deps import DEPENDENCIES
+from gateway.errors import EXCEPTION_HANDLERS
+from gateway.health import MetricsController, live, ready
+from gateway.identity.controllers import AuthController, jwks, me
+from gateway.identity.service import IdentityService
+from gateway.keys import load_keyring
+from gateway.operator.controllers import create_tenant
+from gateway.operator.service import TenantService
+from gateway.policy.controllers import PolicyController
+from gateway.policy.service import PolicyService
+from gateway.security.authn import AuthenticationMiddleware, Authenticator, Revocations
+from gateway.security.headers import EdgeMiddleware
+from gateway.security.ratelimit import Lockout, RateLimiter
+from gateway.settings import Settings
+from gateway.users.controllers import UserController, change_password
+from gateway.users.service import UserService
+from tenants.passwords import PasswordHashing
+from tenants.tokens import AccessTokens
+
+ROUTES = [
+    live, ready, MetricsController, jwks, AuthController, me, change_password, create_tenant, UserController,
+    ApiKeyController, PolicyController, AuditController,
+]
+
+
+def create_app(settings: Settings) -> Litestar:
+    """Build the gateway. Engines, pools and services are created in the lifespan, never at import."""
+    settings.require("DATABASE_URL", "REDIS_URL")
+    ring = load_keyring(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        state = app.state
+        db = Database(create_engine(settings))
+        redis: Redis = Redis.from_url(settings.redis.url or "", decode_responses=True,
+                                      socket_timeout=5, socket_connect_timeout=5, health_check_interval=30)
+        prefix = settings.redis.key_prefix
+        auth = settings.auth
+        tokens = AccessTokens(ring, issuer=auth.issuer, audience=auth.audience, ttl=auth.access_token_ttl)
+        hashing = PasswordHashing(time_cost=auth.argon2_time_cost, memory_kib=auth.argon2_memory_kib)
+        audit = AuditRecorder(db)
+        revocations = Revocations(redis, prefix, max_ttl=auth.access_token_ttl)
+        policy = PolicyService(audit=audit)
+        state.update(
+            settings=settings, db=db, redis=redis, audit=audit, jwks=ring.jwks(),
+            authenticator=Authenticator(tokens=tokens, revocations=revocations, db=db, audit=audit),
+            identity=IdentityService(
+                settings=settings, db=db, hashing=hashing, tokens=tokens, revocations=revocations,
+                limiter=RateLimiter(redis, prefix),
+                lockout=Lockout(redis, prefix, threshold=auth.lockout_threshold, seconds=auth.lockout_seconds),
+                audit=audit,
+            ),
+            users=UserService(hashing=hashing, revocations=revocations, audit=audit),
+            api_keys=ApiKeyService(audit=audit),
+            policy=policy,
+            tenants=TenantService(db=db, hashing=hashing, policy=policy, audit=audit),
+        )
+        try:
+            yield
+        finally:
+            await redis.aclose()
+            await db.dispose()
+
+    prometheus = PrometheusConfig(app_name="filegate", group_path=True, exclude=["^/metrics"])
+    app = Litestar(
+        route_handlers=ROUTES,
+        lifespan=[lifespan],
+        dependencies=DEPENDENCIES,
+        middleware=[prometheus.middleware, AuthenticationMiddleware],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.server.max_body_size,
+        openapi_config=OpenAPIConfig(
+            title="Filegate",
+            version="1.0.0",
+            description="Multi-tenant file and connector gateway.",
+            path="/schema",
+            render_plugins=[RedocRenderPlugin(path="/")],
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(type="http", scheme="bearer",
+                                             description="An access JWT or an API key `fg_<id>_<secret>`"),
+                }
+            ),
+            security=[{"bearer": []}],
+        ),
+        debug=False,
+        logging_config=None,  # ours: JSON with redaction (gateway.logging)
+    )
+    app.state.settings = settings  # readable before the lifespan runs (guards of early requests)
+    # Outside Litestar's exception handling, so 404s, 405s and 500s get the same headers and request id.
+    app.asgi_handler = EdgeMiddleware(app.asgi_handler, hsts=settings.behind_tls)
+    return app

@@ -1,0 +1,71 @@
+"""Engine, tenant-bound transactions and the request-scoped session.
+
+Every transaction that touches tenant data starts with `set_config('app.tenant_id', …, true)`, the
+parameterisable form of `SET LOCAL`, so row-level security sees exactly one tenant and forgets it at commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from gateway.settings import Settings
+
+
+def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
+    target = url or settings.database.url
+    if not target:
+        raise ValueError("FILEGATE_DATABASE_URL is not set")
+    return create_async_engine(
+        target,
+        pool_size=settings.database.pool_size,
+        max_overflow=settings.database.pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"server_settings": {"application_name": "filegate"}},
+    )
+
+
+class Database:
+    """The app's door to PostgreSQL: every session it hands out is bound to one tenant or to none."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessionmaker = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+    @asynccontextmanager
+    async def tenant(self, tenant_id: uuid.UUID) -> AsyncIterator[AsyncSession]:
+        """A transaction that sees only `tenant_id`'s rows; commits on success, rolls back on error."""
+        async with self.sessionmaker() as session, session.begin():
+            await bind_tenant(session, tenant_id)
+            yield session
+
+    async def tenant_for_slug(self, slug: str) -> uuid.UUID | None:
+        return await self._lookup("SELECT filegate_tenant_for_slug(:v)", slug)
+
+    async def tenant_for_api_key(self, key_id: uuid.UUID) -> uuid.UUID | None:
+        return await self._lookup("SELECT filegate_tenant_for_api_key(:v)", key_id)
+
+    async def tenant_for_refresh_token(self, token_id: uuid.UUID) -> uuid.UUID | None:
+        return await self._lookup("SELECT filegate_tenant_for_refresh_token(:v)", token_id)
+
+    async def _lookup(self, sql: str, value: object) -> uuid.UUID | None:
+        # SECURITY DEFINER functions that answer one tenant id and nothing else; see the migrations.
+        async with self.sessionmaker() as session:
+            result = (await session.execute(text(sql), {"v": value})).scalar_one_or_none()
+            return result if isinstance(result, uuid.UUID) else (uuid.UUID(str(result)) if result else None)
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+async def bind_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    await session.execute(select(func.set_config("app.tenant_id", str(tenant_id), True)))

@@ -1,0 +1,162 @@
+"""One error root with stable codes, mapped to RFC 9457 problem responses in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    PermissionDeniedException,
+    ValidationException,
+)
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+log = structlog.get_logger("filegate.errors")
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+TYPE_BASE = "https://filegate.dev/problems/"
+
+
+class FilegateError(Exception):
+    """The root of every error a client may see; `code` is stable, `detail` is safe to show."""
+
+    code: str = "internal_error"
+    status: int = 500
+    title: str = "Internal server error"
+
+    def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def _error(name: str, code: str, status: int, title: str) -> type[FilegateError]:
+    return type(name, (FilegateError,), {"code": code, "status": status, "title": title})
+
+
+ValidationFailed = _error("ValidationFailed", "validation_failed", 400, "Request validation failed")
+Unauthenticated = _error("Unauthenticated", "unauthenticated", 401, "Authentication required")
+InvalidToken = _error("InvalidToken", "invalid_token", 401, "Invalid or expired credentials")
+InvalidCredentials = _error("InvalidCredentials", "invalid_credentials", 401, "Invalid credentials")
+MfaRequired = _error("MfaRequired", "mfa_required", 401, "A TOTP code is required")
+InvalidTotp = _error("InvalidTotp", "invalid_totp", 401, "Invalid TOTP code")
+TokenReused = _error("TokenReused", "token_reused", 401, "Refresh token was already used")
+Forbidden = _error("Forbidden", "forbidden", 403, "Forbidden")
+NotFound = _error("NotFound", "not_found", 404, "Not found")
+Conflict = _error("Conflict", "conflict", 409, "Conflict")
+BodyTooLarge = _error("BodyTooLarge", "body_too_large", 413, "Request body too large")
+UnsupportedMediaType = _error("UnsupportedMediaType", "unsupported_media_type", 415, "Unsupported media type")
+AccountLocked = _error("AccountLocked", "account_locked", 423, "Account temporarily locked")
+RateLimited = _error("RateLimited", "rate_limited", 429, "Too many requests")
+ServiceUnavailable = _error("ServiceUnavailable", "service_unavailable", 503, "Service unavailable")
+
+# Framework errors by status, for the ones Litestar raises itself (routing, body parsing, limits).
+_BY_STATUS: dict[int, tuple[str, str]] = {
+    400: ("validation_failed", "Request validation failed"),
+    401: ("unauthenticated", "Authentication required"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    406: ("not_acceptable", "Not acceptable"),
+    409: ("conflict", "Conflict"),
+    413: ("body_too_large", "Request body too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+    429: ("rate_limited", "Too many requests"),
+}
+
+
+class Problem(msgspec.Struct, kw_only=True):
+    """RFC 9457 problem details with Filegate's stable `code` and the request id."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    request_id: str | None = None
+    errors: list[dict[str, str]] | msgspec.UnsetType = msgspec.UNSET
+
+
+def problem_response(
+    request: Request[Any, Any, Any],
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    errors: list[dict[str, str]] | None = None,
+) -> Response[Problem]:
+    body = Problem(
+        type=TYPE_BASE + code,
+        title=title,
+        status=status,
+        detail=detail,
+        code=code,
+        request_id=request.scope.get("state", {}).get("request_id"),
+        errors=errors if errors else msgspec.UNSET,
+    )
+    return Response(content=body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def handle_filegate_error(request: Request[Any, Any, Any], exc: FilegateError) -> Response[Problem]:
+    return problem_response(
+        request, status=exc.status, code=exc.code, title=exc.title, detail=exc.detail, headers=exc.headers
+    )
+
+
+def _validation_errors(extra: Any) -> list[dict[str, str]]:
+    out: list[dict[str, str]] = []
+    if isinstance(extra, list):
+        for item in extra[:20]:
+            if isinstance(item, dict):
+                out.append({"message": str(item.get("message", ""))[:300], "key": str(item.get("key", ""))[:100]})
+    return out
+
+
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+    status = exc.status_code
+    if status >= 500:
+        return handle_unexpected(request, exc)
+    code, title = _BY_STATUS.get(status, ("bad_request", "Bad request"))
+    if isinstance(exc, NotAuthorizedException):
+        code, title = "unauthenticated", "Authentication required"
+    elif isinstance(exc, PermissionDeniedException):
+        code, title = "forbidden", "Forbidden"
+    detail = title
+    errors: list[dict[str, str]] = []
+    if isinstance(exc, ValidationException) or status == 400:
+        code, title = "validation_failed", "Request validation failed"
+        detail = _safe_detail(exc.detail) or title
+        errors = _validation_errors(exc.extra)
+    headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() in ("allow", "retry-after")}
+    return problem_response(request, status=status, code=code, title=title, detail=detail, headers=headers,
+                            errors=errors)
+
+
+def _safe_detail(detail: str) -> str:
+    # Litestar's messages name the field and the rule; they never hold the submitted value. Bound them.
+    return detail[:300]
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    log.error("http.unhandled_error", error_type=type(exc).__name__, path=request.url.path, exc_info=exc)
+    return problem_response(
+        request,
+        status=HTTP_500_INTERNAL_SERVER_ERROR,
+        code="internal_error",
+        title="Internal server error",
+        detail="An unexpected error occurred. Quote the request id when reporting it.",
+    )
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    FilegateError: handle_filegate_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}

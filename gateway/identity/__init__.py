@@ -1,0 +1,1 @@
+"""Login, token refresh and logout, TOTP MFA, /v1/me and the JWKS."""

@@ -1,0 +1,73 @@
+"""HTTP routes of identity; each one parses, calls the service, shapes the answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Response, get, post
+from litestar.datastructures import State
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.audit import AuditContext
+from gateway.identity.schemas import (
+    LoginRequest,
+    LogoutRequest,
+    Me,
+    RefreshRequest,
+    TokenPair,
+    TotpConfirm,
+    TotpConfirmed,
+    TotpEnrollment,
+)
+from gateway.identity.service import IdentityService
+from gateway.security.authn import EXCLUDE_OPT
+from gateway.security.guards import authenticated
+from gateway.security.principal import Principal
+
+PUBLIC = {EXCLUDE_OPT: True}
+
+
+class AuthController(Controller):
+    path = "/v1/auth"
+    tags = ["identity"]
+
+    @post("/login", opt=PUBLIC, status_code=200, summary="Log in with tenant, email, password (+TOTP)")
+    async def login(self, data: LoginRequest, identity: IdentityService, ctx: AuditContext) -> Response[TokenPair]:
+        pair, headers = await identity.login(
+            tenant=data.tenant, email=data.email, password=data.password, totp_code=data.totp, ctx=ctx
+        )
+        return Response(pair, headers=headers)
+
+    @post("/refresh", opt=PUBLIC, status_code=200, summary="Rotate a refresh token")
+    async def refresh(self, data: RefreshRequest, identity: IdentityService, ctx: AuditContext
+                      ) -> Response[TokenPair]:
+        pair, headers = await identity.refresh(data.refresh_token, ctx)
+        return Response(pair, headers=headers)
+
+    @post("/logout", guards=[authenticated], status_code=204, summary="Revoke this session")
+    async def logout(self, data: LogoutRequest, identity: IdentityService, principal: Principal,
+                     ctx: AuditContext) -> None:
+        await identity.logout(principal, data.refresh_token, ctx)
+
+    @post("/mfa/totp", guards=[authenticated], status_code=200, summary="Start TOTP enrollment")
+    async def enroll_totp(self, identity: IdentityService, principal: Principal, session: AsyncSession,
+                          ctx: AuditContext) -> TotpEnrollment:
+        return await identity.enroll_totp(session, principal, ctx)
+
+    @post("/mfa/totp/confirm", guards=[authenticated], status_code=200, summary="Confirm TOTP enrollment")
+    async def confirm_totp(self, data: TotpConfirm, identity: IdentityService, principal: Principal,
+                           session: AsyncSession, ctx: AuditContext) -> TotpConfirmed:
+        return await identity.confirm_totp(session, principal, data.code, ctx)
+
+
+@get("/v1/me", guards=[authenticated], tags=["identity"], summary="The caller")
+async def me(identity: IdentityService, principal: Principal, session: AsyncSession) -> Me:
+    return await identity.me(session, principal)
+
+
+@get("/.well-known/jwks.json", opt=PUBLIC, tags=["identity"], summary="Public keys of access tokens",
+     media_type="application/json")
+async def jwks(state: State) -> dict[str, Any]:
+    return state.jwks
+
+

@@ -1,0 +1,281 @@
+"""Identity: login (password + TOTP), refresh rotation with reuse detection, logout, TOTP enrollment.
+
+Login and refresh learn their tenant from the request, so they own their transactions. A failure is
+audited in a transaction of its own (or in the one that revokes a reused family) and raised after commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.audit import Actor, AuditContext, AuditRecorder, Target
+from gateway.db import Database
+from gateway.errors import (
+    Conflict,
+    FilegateError,
+    InvalidCredentials,
+    InvalidToken,
+    InvalidTotp,
+    MfaRequired,
+    NotFound,
+    TokenReused,
+)
+from gateway.identity.schemas import Me, TokenPair, TotpConfirmed, TotpEnrollment
+from gateway.security.authn import Revocations
+from gateway.security.principal import Principal
+from gateway.security.ratelimit import Lockout, RateLimiter, subject
+from gateway.settings import Settings
+from tenants import credentials, totp
+from tenants.models import RefreshToken, User
+from tenants.passwords import PasswordHashing
+from tenants.repository import RecoveryCodeRepository, RefreshTokenRepository, UserRepository
+from tenants.tokens import AccessTokens
+
+log = structlog.get_logger("filegate.identity")
+
+
+class InvalidTotpCode(FilegateError):
+    code = "invalid_totp"
+    status = 400
+    title = "Invalid TOTP code"
+
+
+class IdentityService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        db: Database,
+        hashing: PasswordHashing,
+        tokens: AccessTokens,
+        revocations: Revocations,
+        limiter: RateLimiter,
+        lockout: Lockout,
+        audit: AuditRecorder,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.hashing = hashing
+        self.tokens = tokens
+        self.revocations = revocations
+        self.limiter = limiter
+        self.lockout = lockout
+        self.audit = audit
+
+    # --- login ---------------------------------------------------------------------------------------
+    async def login(
+        self, *, tenant: str, email: str, password: str, totp_code: str | None, ctx: AuditContext
+    ) -> tuple[TokenPair, dict[str, str]]:
+        slug, email = tenant.strip().lower(), email.strip().lower()
+        account = subject(slug, email)
+        await self.lockout.check(account)  # 423 wins over 429
+        auth = self.settings.auth
+        await self.limiter.hit("login-ip", subject(ctx.ip or ""), limit=auth.login_ip_limit)
+        window = await self.limiter.hit("login-account", account, limit=auth.login_account_limit)
+
+        tenant_id = await self.db.tenant_for_slug(slug)
+        if tenant_id is None:
+            await self.hashing.verify(None, password)
+            await self.lockout.failure(account)
+            log.info("auth.login_failed", reason="unknown_tenant")
+            raise InvalidCredentials("invalid tenant, email or password", headers=window.headers())
+
+        failure: tuple[str, FilegateError, uuid.UUID | None] | None = None
+        pair: TokenPair | None = None
+        async with self.db.tenant(tenant_id) as session:
+            users = UserRepository(session, tenant_id)
+            user = await users.by_email(email)
+            ok = await self.hashing.verify(user.password_hash if user else None, password)
+            if user is None or not ok:
+                failure = ("unknown_user" if user is None else "bad_password",
+                           InvalidCredentials("invalid tenant, email or password"), user.id if user else None)
+            elif user.disabled or user.erased_at is not None:
+                failure = ("disabled", InvalidCredentials("invalid tenant, email or password"), user.id)
+            elif user.totp_enabled and user.totp_secret:
+                if not totp_code:
+                    failure = ("mfa_required", MfaRequired("a TOTP code is required"), user.id)
+                elif not await self._second_factor(session, tenant_id, user, totp_code):
+                    failure = ("invalid_totp", InvalidTotp("invalid TOTP code"), user.id)
+            if failure is None and user is not None:
+                if user.password_hash and self.hashing.needs_rehash(user.password_hash):
+                    user.password_hash = await self.hashing.hash(password)
+                pair = await self._issue(session, tenant_id, user, family_id=None)
+                await self.audit.record(
+                    session, tenant_id, ctx, action="auth.login", outcome="success",
+                    actor=Actor("user", str(user.id)), target=Target("user", str(user.id)),
+                    details={"method": "password" + ("+totp" if user.totp_enabled else "")},
+                )
+
+        if failure is not None:
+            reason, error, user_id = failure
+            locked = False if reason == "mfa_required" else await self.lockout.failure(account)
+            actor = Actor("user", str(user_id)) if user_id else Actor("anonymous")
+            await self.audit.record_alone(
+                tenant_id, ctx, action="auth.login", outcome="failure", actor=actor,
+                target=Target("user", str(user_id)) if user_id else None, details={"reason": reason},
+            )
+            if locked:
+                # Brute force: the lockout is an audit event and a security alert for operators.
+                log.warning("security.alert", kind="account_locked", tenant_id=str(tenant_id))
+                await self.audit.record_alone(
+                    tenant_id, ctx, action="auth.lockout", outcome="denied", actor=actor,
+                    target=Target("user", str(user_id)) if user_id else None,
+                    details={"seconds": self.lockout.seconds},
+                )
+            error.headers = {**window.headers(), **error.headers}
+            raise error
+        await self.lockout.success(account)
+        assert pair is not None
+        return pair, window.headers()
+
+    async def _second_factor(self, session: AsyncSession, tenant_id: uuid.UUID, user: User, code: str) -> bool:
+        assert user.totp_secret is not None
+        step = totp.accepted_step(user.totp_secret, code.strip(), last_step=user.totp_last_step)
+        if step is not None:
+            user.totp_last_step = step
+            return True
+        if totp.looks_like_recovery_code(code):
+            return await RecoveryCodeRepository(session, tenant_id).consume(
+                user.id, totp.recovery_digest(code), datetime.now(UTC)
+            )
+        return False
+
+    async def _issue(
+        self, session: AsyncSession, tenant_id: uuid.UUID, user: User, *, family_id: uuid.UUID | None
+    ) -> TokenPair:
+        access, _ = self.tokens.issue(user_id=user.id, tenant_id=tenant_id, role=user.role)
+        cred = credentials.new_credential(credentials.REFRESH_PREFIX)
+        await RefreshTokenRepository(session, tenant_id).add(
+            RefreshToken(
+                id=cred.id,
+                user_id=user.id,
+                family_id=family_id or uuid.uuid4(),
+                token_hash=credentials.digest(cred.secret),
+                expires_at=datetime.now(UTC) + timedelta(seconds=self.settings.auth.refresh_token_ttl),
+            )
+        )
+        return TokenPair(access_token=access, refresh_token=str(cred), expires_in=self.tokens.ttl)
+
+    # --- refresh -------------------------------------------------------------------------------------
+    async def refresh(self, raw: str, ctx: AuditContext) -> tuple[TokenPair, dict[str, str]]:
+        window = await self.limiter.hit("refresh-ip", subject(ctx.ip or ""), limit=self.settings.auth.refresh_ip_limit)
+        parsed = credentials.parse_credential(raw, credentials.REFRESH_PREFIX)
+        tenant_id = await self.db.tenant_for_refresh_token(parsed.id) if parsed else None
+        if parsed is None or tenant_id is None:
+            raise InvalidToken(headers=window.headers())
+        now = datetime.now(UTC)
+        failure: FilegateError | None = None
+        pair: TokenPair | None = None
+        async with self.db.tenant(tenant_id) as session:
+            tokens = RefreshTokenRepository(session, tenant_id)
+            row = await tokens.lock(parsed.id)
+            if row is None or not credentials.matches(parsed.secret, row.token_hash):
+                failure = InvalidToken()
+            elif row.used_at is not None:
+                # A spent token came back: someone holds a copy. Burn the whole family.
+                await tokens.revoke_family(row.family_id, now)
+                await self.audit.record(
+                    session, tenant_id, ctx, action="auth.refresh", outcome="failure",
+                    actor=Actor("user", str(row.user_id)), target=Target("user", str(row.user_id)),
+                    details={"reason": "reuse", "family_revoked": True},
+                )
+                log.warning("security.alert", kind="refresh_token_reuse", tenant_id=str(tenant_id))
+                failure = TokenReused("refresh token was already used; its session has been revoked")
+            elif row.revoked_at is not None or row.expires_at <= now:
+                failure = InvalidToken()
+            else:
+                user = await UserRepository(session, tenant_id).get_live(row.user_id)
+                if user is None or user.disabled:
+                    await tokens.revoke_family(row.family_id, now)
+                    failure = InvalidToken()
+                else:
+                    row.used_at = now
+                    pair = await self._issue(session, tenant_id, user, family_id=row.family_id)
+                    await self.audit.record(
+                        session, tenant_id, ctx, action="auth.refresh", outcome="success",
+                        actor=Actor("user", str(user.id)), target=Target("user", str(user.id)),
+                    )
+        if failure is not None:
+            failure.headers = {**window.headers(), **failure.headers}
+            raise failure
+        assert pair is not None
+        return pair, window.headers()
+
+    # --- logout --------------------------------------------------------------------------------------
+    async def logout(self, principal: Principal, raw: str, ctx: AuditContext) -> None:
+        parsed = credentials.parse_credential(raw, credentials.REFRESH_PREFIX)
+        async with self.db.tenant(principal.tenant_id) as session:
+            revoked = False
+            if parsed is not None:
+                tokens = RefreshTokenRepository(session, principal.tenant_id)
+                row = await tokens.lock(parsed.id)
+                # Only the caller's own session: a token of someone else is ignored, not revealed.
+                if row is not None and row.user_id == principal.user_id and credentials.matches(
+                    parsed.secret, row.token_hash
+                ):
+                    await tokens.revoke_family(row.family_id, datetime.now(UTC))
+                    revoked = True
+            if principal.jti and principal.token_exp:
+                await self.revocations.deny_token(principal.jti, principal.token_exp)
+            await self.audit.record(
+                session, principal.tenant_id, ctx, action="auth.logout", outcome="success",
+                actor=principal.actor, target=Target("user", str(principal.user_id)),
+                details={"session_revoked": revoked},
+            )
+
+    # --- TOTP ----------------------------------------------------------------------------------------
+    async def enroll_totp(self, session: AsyncSession, principal: Principal, ctx: AuditContext) -> TotpEnrollment:
+        user = await UserRepository(session, principal.tenant_id).lock(principal.user_id)
+        if user is None:
+            raise NotFound()
+        if user.totp_enabled:
+            raise Conflict("TOTP is already enabled for this account")
+        secret = totp.new_secret()
+        user.totp_secret = secret
+        user.totp_last_step = 0
+        await self.audit.record(
+            session, principal.tenant_id, ctx, action="auth.mfa", outcome="success", actor=principal.actor,
+            target=Target("user", str(user.id)), details={"step": "enroll"},
+        )
+        uri = totp.provisioning_uri(secret, account=user.email or str(user.id), issuer="Filegate")
+        return TotpEnrollment(secret=secret, otpauth_uri=uri)
+
+    async def confirm_totp(
+        self, session: AsyncSession, principal: Principal, code: str, ctx: AuditContext
+    ) -> TotpConfirmed:
+        tenant_id = principal.tenant_id
+        user = await UserRepository(session, tenant_id).lock(principal.user_id)
+        if user is None:
+            raise NotFound()
+        if user.totp_enabled:
+            raise Conflict("TOTP is already enabled for this account")
+        if not user.totp_secret:
+            raise Conflict("start enrollment first")
+        step = totp.accepted_step(user.totp_secret, code.strip(), last_step=user.totp_last_step)
+        if step is None:
+            raise InvalidTotpCode("the code does not match; check the device clock")
+        user.totp_last_step = step
+        user.totp_enabled = True
+        codes = totp.new_recovery_codes()
+        await RecoveryCodeRepository(session, tenant_id).replace(user.id, [totp.recovery_digest(c) for c in codes])
+        await self.audit.record(
+            session, tenant_id, ctx, action="auth.mfa", outcome="success", actor=principal.actor,
+            target=Target("user", str(user.id)), details={"step": "confirm"},
+        )
+        return TotpConfirmed(enabled=True, recovery_codes=codes)
+
+    async def me(self, session: AsyncSession, principal: Principal) -> Me:
+        user = await UserRepository(session, principal.tenant_id).get_live(principal.user_id)
+        if user is None:
+            raise NotFound()
+        return Me(
+            user_id=user.id,
+            tenant_id=principal.tenant_id,
+            email=user.email,
+            role=principal.role.value,
+            permissions=principal.permission_names,
+        )

@@ -1,0 +1,91 @@
+"""Structured JSON logs; one formatter redacts secrets from every line, ours and the libraries'."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import IO, Any
+
+import structlog
+
+REDACTED = "[redacted]"
+_SENSITIVE_KEY = re.compile(
+    r"(pass(word|wd)?|secret|token|authorization|cookie|totp|otp|recovery|credential|private|api_?key$|^key$)",
+    re.IGNORECASE,
+)
+_SENSITIVE_VALUE = [
+    re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),  # JWTs
+    re.compile(r"\bfgr?_[0-9a-f]{32}_[A-Za-z0-9_-]{20,}"),  # API keys and refresh tokens
+    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(r"otpauth://\S+"),
+    re.compile(r"(?i)(password|secret|token)=[^&\s]+"),
+]
+
+
+def _scrub(value: Any, depth: int = 0) -> Any:
+    if depth > 6:
+        return REDACTED
+    if isinstance(value, str):
+        for pattern in _SENSITIVE_VALUE:
+            value = pattern.sub(REDACTED, value)
+        return value
+    if isinstance(value, dict):
+        return {k: REDACTED if isinstance(k, str) and _SENSITIVE_KEY.search(k) else _scrub(v, depth + 1)
+                for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v, depth + 1) for v in value]
+    return value
+
+
+def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: drop values under sensitive keys and token-shaped strings anywhere."""
+    for key in list(event_dict):
+        if _SENSITIVE_KEY.search(key):
+            event_dict[key] = REDACTED
+        else:
+            event_dict[key] = _scrub(event_dict[key])
+    return event_dict
+
+
+def json_formatter() -> logging.Formatter:
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            redact,
+            structlog.processors.JSONRenderer(),
+        ],
+    )
+
+
+def configure_logging(level: str = "INFO", stream: IO[str] | None = None) -> None:
+    """Route structlog and stdlib logging through the one redacting JSON formatter."""
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.filter_by_level,
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler.setFormatter(json_formatter())
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level)
+    for noisy in ("sqlalchemy.engine", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,1 @@
+"""The platform operator: tenant creation (API and CLI)."""

@@ -1,0 +1,1 @@
+"""Edge security: authentication, guards, rate limits, headers, client address."""

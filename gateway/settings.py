@@ -1,0 +1,183 @@
+"""One typed settings object, read once from `FILEGATE_*` environment variables.
+
+Every field has a safe embedded default; `filegate serve` / `filegate worker` refuse to start when a
+setting they need is missing (see `Settings.require`). No other module reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+ENV_PREFIX = "FILEGATE_"
+MAX_ACCESS_TOKEN_TTL = 900
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable, never its value."""
+
+
+class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True):
+    url: str | None = None
+    """FILEGATE_DATABASE_URL: the app role's URL (postgresql+asyncpg://filegate_app@host/db)."""
+    migrate_url: str | None = None
+    """FILEGATE_MIGRATE_DATABASE_URL: the schema owner's URL, used only by `filegate migrate`."""
+    app_role: str = "filegate_app"
+    """FILEGATE_DATABASE_APP_ROLE: the role the migrations grant to; it owns no table."""
+    pool_size: int = 10
+    """FILEGATE_DATABASE_POOL_SIZE."""
+
+
+class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
+    url: str | None = None
+    """FILEGATE_REDIS_URL."""
+    key_prefix: str = "fg:"
+    """FILEGATE_REDIS_KEY_PREFIX: lets several deployments (or test runs) share one Redis."""
+
+
+class AuthSettings(msgspec.Struct, frozen=True, kw_only=True):
+    access_token_ttl: int = 900
+    """FILEGATE_ACCESS_TOKEN_TTL seconds (at most 900)."""
+    refresh_token_ttl: int = 30 * 24 * 3600
+    """FILEGATE_REFRESH_TOKEN_TTL seconds."""
+    jwt_keyring: Path | None = None
+    """FILEGATE_JWT_KEYRING: JSON file of Ed25519 signing keys (generated in embedded mode)."""
+    issuer: str = "filegate"
+    """FILEGATE_JWT_ISSUER."""
+    audience: str = "filegate-api"
+    """FILEGATE_JWT_AUDIENCE."""
+    lockout_threshold: int = 5
+    """FILEGATE_LOCKOUT_THRESHOLD consecutive failures lock an account."""
+    lockout_seconds: int = 900
+    """FILEGATE_LOCKOUT_SECONDS."""
+    login_ip_limit: int = 30
+    """FILEGATE_LOGIN_IP_LIMIT login attempts per minute per client address."""
+    login_account_limit: int = 10
+    """FILEGATE_LOGIN_ACCOUNT_LIMIT login attempts per minute per tenant+email."""
+    refresh_ip_limit: int = 60
+    """FILEGATE_REFRESH_IP_LIMIT refreshes per minute per client address."""
+    operator_token: str | None = None
+    """FILEGATE_OPERATOR_TOKEN: unset disables the operator API (the CLI still works)."""
+    argon2_time_cost: int = 2
+    """FILEGATE_ARGON2_TIME_COST (OWASP: m=19 MiB, t=2, p=1)."""
+    argon2_memory_kib: int = 19456
+    """FILEGATE_ARGON2_MEMORY_KIB."""
+
+
+class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
+    host: str = "127.0.0.1"
+    """FILEGATE_HOST."""
+    port: int = 8080
+    """FILEGATE_PORT."""
+    workers: int = 1
+    """FILEGATE_WORKERS: gateway processes for `filegate serve`."""
+    data_dir: Path = Path("var")
+    """FILEGATE_DATA_DIR: embedded servers, keys and local storage live here."""
+    public_url: str | None = None
+    """FILEGATE_PUBLIC_URL: https://... turns on HSTS."""
+    trusted_proxies: tuple[str, ...] = ()
+    """FILEGATE_TRUSTED_PROXIES: comma-separated CIDRs whose X-Forwarded-For is believed."""
+    max_body_size: int = 1024 * 1024
+    """FILEGATE_MAX_BODY_SIZE bytes for JSON request bodies."""
+    metrics_token: str | None = None
+    """FILEGATE_METRICS_TOKEN: bearer token for /metrics when set."""
+    log_level: str = "INFO"
+    """FILEGATE_LOG_LEVEL."""
+    mode: Literal["embedded", "production"] = "embedded"
+    """FILEGATE_MODE: production refuses to generate missing keys."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    auth: AuthSettings = AuthSettings()
+    server: ServerSettings = ServerSettings()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every `FILEGATE_*` variable once; unknown values are refused with the variable's name."""
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(ENV_PREFIX + name)
+            return value if value not in (None, "") else None
+
+        def integer(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise SettingsError(f"{ENV_PREFIX}{name} must be an integer") from None
+            if value < minimum or (maximum is not None and value > maximum):
+                raise SettingsError(f"{ENV_PREFIX}{name} must be between {minimum} and {maximum}")
+            return value
+
+        proxies = tuple(p.strip() for p in (get("TRUSTED_PROXIES") or "").split(",") if p.strip())
+        for cidr in proxies:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise SettingsError(f"{ENV_PREFIX}TRUSTED_PROXIES has an invalid network") from None
+        mode = get("MODE") or "embedded"
+        if mode not in ("embedded", "production"):
+            raise SettingsError(f"{ENV_PREFIX}MODE must be 'embedded' or 'production'")
+        keyring = get("JWT_KEYRING")
+        return cls(
+            database=DatabaseSettings(
+                url=get("DATABASE_URL"),
+                migrate_url=get("MIGRATE_DATABASE_URL"),
+                app_role=get("DATABASE_APP_ROLE") or "filegate_app",
+                pool_size=integer("DATABASE_POOL_SIZE", 10, minimum=1),
+            ),
+            redis=RedisSettings(url=get("REDIS_URL"), key_prefix=get("REDIS_KEY_PREFIX") or "fg:"),
+            auth=AuthSettings(
+                access_token_ttl=integer("ACCESS_TOKEN_TTL", 900, minimum=30, maximum=MAX_ACCESS_TOKEN_TTL),
+                refresh_token_ttl=integer("REFRESH_TOKEN_TTL", 30 * 24 * 3600, minimum=60),
+                jwt_keyring=Path(keyring) if keyring else None,
+                issuer=get("JWT_ISSUER") or get("PUBLIC_URL") or "filegate",
+                audience=get("JWT_AUDIENCE") or "filegate-api",
+                lockout_threshold=integer("LOCKOUT_THRESHOLD", 5, minimum=1),
+                lockout_seconds=integer("LOCKOUT_SECONDS", 900, minimum=1),
+                login_ip_limit=integer("LOGIN_IP_LIMIT", 30, minimum=1),
+                login_account_limit=integer("LOGIN_ACCOUNT_LIMIT", 10, minimum=1),
+                refresh_ip_limit=integer("REFRESH_IP_LIMIT", 60, minimum=1),
+                operator_token=get("OPERATOR_TOKEN"),
+                argon2_time_cost=integer("ARGON2_TIME_COST", 2, minimum=1),
+                argon2_memory_kib=integer("ARGON2_MEMORY_KIB", 19456, minimum=8),
+            ),
+            server=ServerSettings(
+                host=get("HOST") or "127.0.0.1",
+                port=integer("PORT", 8080, minimum=1, maximum=65535),
+                workers=integer("WORKERS", 1, minimum=1),
+                data_dir=Path(get("DATA_DIR") or "var"),
+                public_url=get("PUBLIC_URL"),
+                trusted_proxies=proxies,
+                max_body_size=integer("MAX_BODY_SIZE", 1024 * 1024, minimum=1024),
+                metrics_token=get("METRICS_TOKEN"),
+                log_level=(get("LOG_LEVEL") or "INFO").upper(),
+                mode=mode,  # type: ignore[arg-type]
+            ),
+        )
+
+    def require(self, *names: str) -> None:
+        """Refuse to start without the named settings, naming every missing variable."""
+        present = {
+            "DATABASE_URL": self.database.url,
+            "MIGRATE_DATABASE_URL": self.database.migrate_url,
+            "REDIS_URL": self.redis.url,
+            "JWT_KEYRING": self.auth.jwt_keyring,
+        }
+        missing = [ENV_PREFIX + n for n in names if not present.get(n)]
+        if missing:
+            raise SettingsError("missing required settings: " + ", ".join(missing))
+
+    @property
+    def behind_tls(self) -> bool:
+        return bool(self.server.public_url and self.server.public_url.startswith("https://"))

@@ -1,0 +1,1 @@
+"""Users of a tenant: list, create, read, change role or disable, erase."""

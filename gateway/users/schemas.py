@@ -1,0 +1,43 @@
+"""msgspec bodies of the user routes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+from tenants.models import Role
+
+Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+Password = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+
+
+class UserCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    email: Email
+    role: Role
+    password: Password | None = None
+
+
+class UserUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    role: Role | msgspec.UnsetType = msgspec.UNSET
+    disabled: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+class PasswordChange(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    current_password: Password
+    new_password: Password
+
+
+class UserOut(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    email: str | None
+    role: str
+    disabled: bool
+    created_at: datetime
+
+
+class UserPage(msgspec.Struct):
+    items: list[UserOut]
+    next_cursor: str | None

@@ -1,0 +1,1 @@
+"""Tenants, users, roles and the permission matrix, API keys, and identity primitives."""

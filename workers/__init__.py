@@ -1,0 +1,1 @@
+"""workers package (grows in later issues)."""
