@@ -10,6 +10,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import RedocRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig
+from litestar.types import ControllerRouterHandler
 from redis.asyncio import Redis
 
 from gateway.api_keys.controllers import ApiKeyController
@@ -36,9 +37,19 @@ from gateway.users.service import UserService
 from tenants.passwords import PasswordHashing
 from tenants.tokens import AccessTokens
 
-ROUTES = [
-    live, ready, MetricsController, jwks, AuthController, me, change_password, create_tenant, UserController,
-    ApiKeyController, PolicyController, AuditController,
+ROUTES: list[ControllerRouterHandler] = [
+    live,
+    ready,
+    MetricsController,
+    jwks,
+    AuthController,
+    me,
+    change_password,
+    create_tenant,
+    UserController,
+    ApiKeyController,
+    PolicyController,
+    AuditController,
 ]
 
 
@@ -51,8 +62,13 @@ def create_app(settings: Settings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         state = app.state
         db = Database(create_engine(settings))
-        redis: Redis = Redis.from_url(settings.redis.url or "", decode_responses=True,
-                                      socket_timeout=5, socket_connect_timeout=5, health_check_interval=30)
+        redis: Redis = Redis.from_url(
+            settings.redis.url or "",
+            decode_responses=True,
+            socket_timeout=5,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+        )
         prefix = settings.redis.key_prefix
         auth = settings.auth
         tokens = AccessTokens(ring, issuer=auth.issuer, audience=auth.audience, ttl=auth.access_token_ttl)
@@ -61,12 +77,22 @@ def create_app(settings: Settings) -> Litestar:
         revocations = Revocations(redis, prefix, max_ttl=auth.access_token_ttl)
         policy = PolicyService(audit=audit)
         state.update(
-            settings=settings, db=db, redis=redis, audit=audit, jwks=ring.jwks(),
+            settings=settings,
+            db=db,
+            redis=redis,
+            audit=audit,
+            jwks=ring.jwks(),
             authenticator=Authenticator(tokens=tokens, revocations=revocations, db=db, audit=audit),
             identity=IdentityService(
-                settings=settings, db=db, hashing=hashing, tokens=tokens, revocations=revocations,
+                settings=settings,
+                db=db,
+                hashing=hashing,
+                tokens=tokens,
+                revocations=revocations,
                 limiter=RateLimiter(redis, prefix),
-                lockout=Lockout(redis, prefix, threshold=auth.lockout_threshold, seconds=auth.lockout_seconds),
+                lockout=Lockout(
+                    redis, prefix, threshold=auth.lockout_threshold, seconds=auth.lockout_seconds
+                ),
                 audit=audit,
             ),
             users=UserService(hashing=hashing, revocations=revocations, audit=audit),
@@ -96,8 +122,11 @@ def create_app(settings: Settings) -> Litestar:
             render_plugins=[RedocRenderPlugin(path="/")],
             components=Components(
                 security_schemes={
-                    "bearer": SecurityScheme(type="http", scheme="bearer",
-                                             description="An access JWT or an API key `fg_<id>_<secret>`"),
+                    "bearer": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="An access JWT or an API key `fg_<id>_<secret>`",
+                    ),
                 }
             ),
             security=[{"bearer": []}],

@@ -69,3 +69,10 @@ class Database:
 
 async def bind_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> None:
     await session.execute(select(func.set_config("app.tenant_id", str(tenant_id), True)))
+
+
+async def tenant_ids(db: Database) -> list[uuid.UUID]:
+    """Every tenant id, for system jobs that then work inside each tenant's own RLS scope."""
+    async with db.sessionmaker() as session:
+        rows = await session.execute(text("SELECT filegate_tenant_ids()"))
+        return [r[0] if isinstance(r[0], uuid.UUID) else uuid.UUID(str(r[0])) for r in rows]

@@ -28,32 +28,104 @@ class FilegateError(Exception):
     status: int = 500
     title: str = "Internal server error"
 
-    def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None, **extra: Any) -> None:
+    def __init__(
+        self, detail: str | None = None, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(detail or self.title)
         self.detail = detail or self.title
         self.headers = headers or {}
         self.extra = extra
 
 
-def _error(name: str, code: str, status: int, title: str) -> type[FilegateError]:
-    return type(name, (FilegateError,), {"code": code, "status": status, "title": title})
+class ValidationFailed(FilegateError):
+    code = "validation_failed"
+    status = 400
+    title = "Request validation failed"
 
 
-ValidationFailed = _error("ValidationFailed", "validation_failed", 400, "Request validation failed")
-Unauthenticated = _error("Unauthenticated", "unauthenticated", 401, "Authentication required")
-InvalidToken = _error("InvalidToken", "invalid_token", 401, "Invalid or expired credentials")
-InvalidCredentials = _error("InvalidCredentials", "invalid_credentials", 401, "Invalid credentials")
-MfaRequired = _error("MfaRequired", "mfa_required", 401, "A TOTP code is required")
-InvalidTotp = _error("InvalidTotp", "invalid_totp", 401, "Invalid TOTP code")
-TokenReused = _error("TokenReused", "token_reused", 401, "Refresh token was already used")
-Forbidden = _error("Forbidden", "forbidden", 403, "Forbidden")
-NotFound = _error("NotFound", "not_found", 404, "Not found")
-Conflict = _error("Conflict", "conflict", 409, "Conflict")
-BodyTooLarge = _error("BodyTooLarge", "body_too_large", 413, "Request body too large")
-UnsupportedMediaType = _error("UnsupportedMediaType", "unsupported_media_type", 415, "Unsupported media type")
-AccountLocked = _error("AccountLocked", "account_locked", 423, "Account temporarily locked")
-RateLimited = _error("RateLimited", "rate_limited", 429, "Too many requests")
-ServiceUnavailable = _error("ServiceUnavailable", "service_unavailable", 503, "Service unavailable")
+class Unauthenticated(FilegateError):
+    code = "unauthenticated"
+    status = 401
+    title = "Authentication required"
+
+
+class InvalidToken(FilegateError):
+    code = "invalid_token"
+    status = 401
+    title = "Invalid or expired credentials"
+
+
+class InvalidCredentials(FilegateError):
+    code = "invalid_credentials"
+    status = 401
+    title = "Invalid credentials"
+
+
+class MfaRequired(FilegateError):
+    code = "mfa_required"
+    status = 401
+    title = "A TOTP code is required"
+
+
+class InvalidTotp(FilegateError):
+    code = "invalid_totp"
+    status = 401
+    title = "Invalid TOTP code"
+
+
+class TokenReused(FilegateError):
+    code = "token_reused"
+    status = 401
+    title = "Refresh token was already used"
+
+
+class Forbidden(FilegateError):
+    code = "forbidden"
+    status = 403
+    title = "Forbidden"
+
+
+class NotFound(FilegateError):
+    code = "not_found"
+    status = 404
+    title = "Not found"
+
+
+class Conflict(FilegateError):
+    code = "conflict"
+    status = 409
+    title = "Conflict"
+
+
+class BodyTooLarge(FilegateError):
+    code = "body_too_large"
+    status = 413
+    title = "Request body too large"
+
+
+class UnsupportedMediaType(FilegateError):
+    code = "unsupported_media_type"
+    status = 415
+    title = "Unsupported media type"
+
+
+class AccountLocked(FilegateError):
+    code = "account_locked"
+    status = 423
+    title = "Account temporarily locked"
+
+
+class RateLimited(FilegateError):
+    code = "rate_limited"
+    status = 429
+    title = "Too many requests"
+
+
+class ServiceUnavailable(FilegateError):
+    code = "service_unavailable"
+    status = 503
+    title = "Service unavailable"
+
 
 # Framework errors by status, for the ones Litestar raises itself (routing, body parsing, limits).
 _BY_STATUS: dict[int, tuple[str, str]] = {
@@ -115,7 +187,9 @@ def _validation_errors(extra: Any) -> list[dict[str, str]]:
     if isinstance(extra, list):
         for item in extra[:20]:
             if isinstance(item, dict):
-                out.append({"message": str(item.get("message", ""))[:300], "key": str(item.get("key", ""))[:100]})
+                out.append(
+                    {"message": str(item.get("message", ""))[:300], "key": str(item.get("key", ""))[:100]}
+                )
     return out
 
 
@@ -135,8 +209,9 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
         detail = _safe_detail(exc.detail) or title
         errors = _validation_errors(exc.extra)
     headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() in ("allow", "retry-after")}
-    return problem_response(request, status=status, code=code, title=title, detail=detail, headers=headers,
-                            errors=errors)
+    return problem_response(
+        request, status=status, code=code, title=title, detail=detail, headers=headers, errors=errors
+    )
 
 
 def _safe_detail(detail: str) -> str:

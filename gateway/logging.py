@@ -32,8 +32,10 @@ def _scrub(value: Any, depth: int = 0) -> Any:
             value = pattern.sub(REDACTED, value)
         return value
     if isinstance(value, dict):
-        return {k: REDACTED if isinstance(k, str) and _SENSITIVE_KEY.search(k) else _scrub(v, depth + 1)
-                for k, v in value.items()}
+        return {
+            k: REDACTED if isinstance(k, str) and _SENSITIVE_KEY.search(k) else _scrub(v, depth + 1)
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return [_scrub(v, depth + 1) for v in value]
     return value

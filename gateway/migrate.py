@@ -37,8 +37,11 @@ async def _provision_login(owner_url: str, app_role: str, app_url: str) -> None:
     try:
         async with engine.begin() as conn:
             # Identifiers and the password literal cannot be bound parameters in ALTER ROLE.
-            quoted = (await conn.execute(text("SELECT quote_ident(:r), quote_literal(:p)"),
-                                         {"r": app_role, "p": parsed.password})).one()
+            quoted = (
+                await conn.execute(
+                    text("SELECT quote_ident(:r), quote_literal(:p)"), {"r": app_role, "p": parsed.password}
+                )
+            ).one()
             await conn.execute(text(f"ALTER ROLE {quoted[0]} LOGIN PASSWORD {quoted[1]}"))
     finally:
         await engine.dispose()

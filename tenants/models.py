@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 import uuid
-from typing import Any
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import unicodedata
 
 from argon2 import PasswordHasher, Type
@@ -15,11 +16,47 @@ MAX_LENGTH = 256
 # The head of every public breached-password list, plus patterns that pass a length rule and nothing else.
 _COMMON = frozenset(
     {
-        "password", "passw0rd", "123456", "12345678", "123456789", "1234567890", "qwerty", "qwertyuiop",
-        "letmein", "welcome", "iloveyou", "admin", "administrator", "monkey", "dragon", "football",
-        "baseball", "sunshine", "princess", "trustno1", "changeme", "secret", "login", "master", "abc123",
-        "starwars", "whatever", "superman", "hello", "freedom", "shadow", "michael", "qazwsx", "zaq12wsx",
-        "asdfghjkl", "1q2w3e4r", "1qaz2wsx", "password1", "password123", "welcome1", "letmein1",
+        "password",
+        "passw0rd",
+        "123456",
+        "12345678",
+        "123456789",
+        "1234567890",
+        "qwerty",
+        "qwertyuiop",
+        "letmein",
+        "welcome",
+        "iloveyou",
+        "admin",
+        "administrator",
+        "monkey",
+        "dragon",
+        "football",
+        "baseball",
+        "sunshine",
+        "princess",
+        "trustno1",
+        "changeme",
+        "secret",
+        "login",
+        "master",
+        "abc123",
+        "starwars",
+        "whatever",
+        "superman",
+        "hello",
+        "freedom",
+        "shadow",
+        "michael",
+        "qazwsx",
+        "zaq12wsx",
+        "asdfghjkl",
+        "1q2w3e4r",
+        "1qaz2wsx",
+        "password1",
+        "password123",
+        "welcome1",
+        "letmein1",
     }
 )
 
@@ -51,7 +88,7 @@ def _is_run(s: str) -> bool:
     """A keyboard-free check for ascending/descending runs and one short pattern repeated."""
     if len(s) < MIN_LENGTH:
         return False
-    diffs = {ord(b) - ord(a) for a, b in zip(s, s[1:], strict=False)}
+    diffs = {ord(b) - ord(a) for a, b in itertools.pairwise(s)}
     if diffs <= {1} or diffs <= {-1}:
         return True
     return any(len(s) % n == 0 and s[:n] * (len(s) // n) == s for n in range(1, 5))

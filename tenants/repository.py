@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 import msgspec
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenants.models import ApiKey, RecoveryCode, RefreshToken, Role, Tenant, TenantPolicy, User
@@ -41,7 +41,10 @@ def encode_cursor(*values: Any) -> str:
 def decode_cursor(cursor: str, *types: type) -> tuple[Any, ...]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        return tuple(msgspec.json.decode(raw, type=tuple[*types]))  # type: ignore[misc]
+        values = msgspec.json.decode(raw, type=list[Any])
+        if len(values) != len(types):
+            raise InvalidCursor("cursor is malformed")
+        return tuple(msgspec.convert(v, t, strict=False) for v, t in zip(values, types, strict=True))
     except (ValueError, msgspec.DecodeError, msgspec.ValidationError):
         raise InvalidCursor("cursor is malformed") from None
 
@@ -53,7 +56,7 @@ class TenantRepository(Generic[M]):
         self.session = session
         self.tenant_id = tenant_id
 
-    def select(self) -> Select[tuple[M]]:
+    def select(self) -> Select[M]:
         return select(self.model).where(self.model.tenant_id == self.tenant_id)
 
     async def get(self, id_: uuid.UUID) -> M | None:
@@ -67,20 +70,22 @@ class TenantRepository(Generic[M]):
         return obj
 
     async def page(
-        self, stmt: Select[tuple[M]], *, limit: int | None, cursor: str | None
+        self, stmt: Select[M], *, limit: int | None, cursor: str | None
     ) -> tuple[Sequence[M], str | None]:
         """Keyset paging on (created_at, id), newest first."""
         n = clamp_limit(limit)
         model = self.model
         if cursor:
             at, last_id = decode_cursor(cursor, datetime, uuid.UUID)
-            stmt = stmt.where((model.created_at, model.id) < (at, last_id))
-        rows = (await self.session.execute(stmt.order_by(model.created_at.desc(), model.id.desc()).limit(n + 1)))
+            stmt = stmt.where(tuple_(model.created_at, model.id) < tuple_(at, last_id))
+        rows = await self.session.execute(
+            stmt.order_by(model.created_at.desc(), model.id.desc()).limit(n + 1)
+        )
         items = list(rows.scalars().all())
         next_cursor = None
         if len(items) > n:
             items = items[:n]
-            last = items[-1]
+            last: Any = items[-1]
             next_cursor = encode_cursor(last.created_at, last.id)
         return items, next_cursor
 
@@ -107,7 +112,7 @@ class UserRepository(TenantRepository[User]):
         result = await self.session.execute(self.select().where(User.email == email))
         return result.scalar_one_or_none()
 
-    def live(self) -> Select[tuple[User]]:
+    def live(self) -> Select[User]:
         return self.select().where(User.erased_at.is_(None))
 
     async def get_live(self, user_id: uuid.UUID) -> User | None:
@@ -136,7 +141,9 @@ class RefreshTokenRepository(TenantRepository[RefreshToken]):
     model = RefreshToken
 
     async def lock(self, token_id: uuid.UUID) -> RefreshToken | None:
-        result = await self.session.execute(self.select().where(RefreshToken.id == token_id).with_for_update())
+        result = await self.session.execute(
+            self.select().where(RefreshToken.id == token_id).with_for_update()
+        )
         return result.scalar_one_or_none()
 
     async def revoke_family(self, family_id: uuid.UUID, at: datetime) -> None:
@@ -210,7 +217,9 @@ class ApiKeyRepository(TenantRepository[ApiKey]):
     async def revoke_by_creator(self, user_id: uuid.UUID, at: datetime) -> None:
         await self.session.execute(
             update(ApiKey)
-            .where(ApiKey.tenant_id == self.tenant_id, ApiKey.created_by == user_id, ApiKey.revoked_at.is_(None))
+            .where(
+                ApiKey.tenant_id == self.tenant_id, ApiKey.created_by == user_id, ApiKey.revoked_at.is_(None)
+            )
             .values(revoked_at=at)
         )
 

@@ -120,7 +120,9 @@ class KeyRing:
     @staticmethod
     def new_key() -> SigningKey:
         return SigningKey(
-            kid=secrets.token_urlsafe(12), private_key=Ed25519PrivateKey.generate(), created_at=datetime.now(UTC)
+            kid=secrets.token_urlsafe(12),
+            private_key=Ed25519PrivateKey.generate(),
+            created_at=datetime.now(UTC),
         )
 
     @classmethod
@@ -193,7 +195,9 @@ class AccessTokens:
             "exp": claims.expires_at,
             "jti": claims.jti,
         }
-        token = jwt.encode(payload, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid, "typ": TOKEN_TYPE})
+        token = jwt.encode(
+            payload, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid, "typ": TOKEN_TYPE}
+        )
         return token, claims
 
     def verify(self, token: str) -> AccessClaims:

@@ -22,17 +22,34 @@ class ApiKeyController(Controller):
     guards = [requires(Permission.API_KEYS_MANAGE)]
 
     @get("/")
-    async def list_keys(self, api_keys: ApiKeyService, principal: Principal, session: AsyncSession,
-                        limit: int | None = Parameter(query="limit", ge=1, required=False),
-                        cursor: str | None = None) -> ApiKeyPage:
+    async def list_keys(
+        self,
+        api_keys: ApiKeyService,
+        principal: Principal,
+        session: AsyncSession,
+        limit: int | None = Parameter(query="limit", ge=1, required=False),
+        cursor: str | None = None,
+    ) -> ApiKeyPage:
         return await api_keys.list(session, principal, limit=limit, cursor=cursor)
 
     @post("/", status_code=201)
-    async def create_key(self, data: ApiKeyCreate, api_keys: ApiKeyService, principal: Principal,
-                         session: AsyncSession, ctx: AuditContext) -> ApiKeyCreated:
+    async def create_key(
+        self,
+        data: ApiKeyCreate,
+        api_keys: ApiKeyService,
+        principal: Principal,
+        session: AsyncSession,
+        ctx: AuditContext,
+    ) -> ApiKeyCreated:
         return await api_keys.create(session, principal, data, ctx)
 
     @delete("/{key_id:uuid}", status_code=204)
-    async def revoke_key(self, key_id: uuid.UUID, api_keys: ApiKeyService, principal: Principal,
-                         session: AsyncSession, ctx: AuditContext) -> None:
+    async def revoke_key(
+        self,
+        key_id: uuid.UUID,
+        api_keys: ApiKeyService,
+        principal: Principal,
+        session: AsyncSession,
+        ctx: AuditContext,
+    ) -> None:
         await api_keys.revoke(session, principal, key_id, ctx)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ApiKeyPage
@@ -22,8 +23,14 @@ MAX_LIFETIME = timedelta(days=730)
 
 def key_out(key: ApiKey) -> ApiKeyOut:
     return ApiKeyOut(
-        id=key.id, name=key.name, scopes=list(key.scopes), created_by=key.created_by, expires_at=key.expires_at,
-        last_used_at=key.last_used_at, revoked=key.revoked_at is not None, created_at=key.created_at,
+        id=key.id,
+        name=key.name,
+        scopes=list(key.scopes),
+        created_by=key.created_by,
+        expires_at=key.expires_at,
+        last_used_at=key.last_used_at,
+        revoked=key.revoked_at is not None,
+        created_at=key.created_at,
     )
 
 
@@ -31,14 +38,15 @@ class ApiKeyService:
     def __init__(self, *, audit: AuditRecorder) -> None:
         self.audit = audit
 
-    def _visible(self, principal: Principal, repo: ApiKeyRepository):  # type: ignore[no-untyped-def]
+    def _visible(self, principal: Principal, repo: ApiKeyRepository) -> Select[ApiKey]:
         stmt = repo.select()
         if principal.reach(Permission.API_KEYS_MANAGE) is not Reach.ANY:
             stmt = stmt.where(ApiKey.created_by == principal.user_id)
         return stmt
 
-    async def list(self, session: AsyncSession, principal: Principal, *, limit: int | None, cursor: str | None
-                   ) -> ApiKeyPage:
+    async def list(
+        self, session: AsyncSession, principal: Principal, *, limit: int | None, cursor: str | None
+    ) -> ApiKeyPage:
         repo = ApiKeyRepository(session, principal.tenant_id)
         try:
             items, next_cursor = await repo.page(self._visible(principal, repo), limit=limit, cursor=cursor)
@@ -46,15 +54,18 @@ class ApiKeyService:
             raise ValidationFailed("cursor is malformed") from None
         return ApiKeyPage(items=[key_out(k) for k in items], next_cursor=next_cursor)
 
-    async def create(self, session: AsyncSession, principal: Principal, data: ApiKeyCreate, ctx: AuditContext
-                     ) -> ApiKeyCreated:
+    async def create(
+        self, session: AsyncSession, principal: Principal, data: ApiKeyCreate, ctx: AuditContext
+    ) -> ApiKeyCreated:
         try:
             scopes = sorted(set(parse_scopes(data.scopes)))
         except ValueError as exc:
             raise ValidationFailed(str(exc)) from None
         beyond = [s.value for s in scopes if principal.reach(s) is None]
         if beyond:
-            raise Forbidden("an API key cannot hold permissions its creator does not hold: " + ", ".join(beyond))
+            raise Forbidden(
+                "an API key cannot hold permissions its creator does not hold: " + ", ".join(beyond)
+            )
         now = datetime.now(UTC)
         expires_at = data.expires_at or now + DEFAULT_LIFETIME
         if expires_at.tzinfo is None:
@@ -64,19 +75,37 @@ class ApiKeyService:
         cred = credentials.new_credential(credentials.API_KEY_PREFIX)
         key = await ApiKeyRepository(session, principal.tenant_id).add(
             ApiKey(
-                id=cred.id, created_by=principal.user_id, name=data.name, secret_hash=credentials.digest(cred.secret),
-                scopes=[s.value for s in scopes], expires_at=expires_at, created_at=now,
+                id=cred.id,
+                created_by=principal.user_id,
+                name=data.name,
+                secret_hash=credentials.digest(cred.secret),
+                scopes=[s.value for s in scopes],
+                expires_at=expires_at,
+                created_at=now,
             )
         )
         await self.audit.record(
-            session, principal.tenant_id, ctx, action="api_key.create", outcome="success", actor=principal.actor,
-            target=Target("api_key", str(key.id)), details={"scopes": key.scopes},
+            session,
+            principal.tenant_id,
+            ctx,
+            action="api_key.create",
+            outcome="success",
+            actor=principal.actor,
+            target=Target("api_key", str(key.id)),
+            details={"scopes": key.scopes},
         )
-        return ApiKeyCreated(id=key.id, key=str(cred), name=key.name, scopes=key.scopes, expires_at=key.expires_at,
-                             created_at=now)
+        return ApiKeyCreated(
+            id=key.id,
+            key=str(cred),
+            name=key.name,
+            scopes=key.scopes,
+            expires_at=key.expires_at,
+            created_at=now,
+        )
 
-    async def revoke(self, session: AsyncSession, principal: Principal, key_id: uuid.UUID, ctx: AuditContext
-                     ) -> None:
+    async def revoke(
+        self, session: AsyncSession, principal: Principal, key_id: uuid.UUID, ctx: AuditContext
+    ) -> None:
         key = await ApiKeyRepository(session, principal.tenant_id).get(key_id)
         # A key the caller may not manage is answered exactly like one that does not exist.
         if key is None or not principal.may(Permission.API_KEYS_MANAGE, owner_id=key.created_by):
@@ -84,6 +113,11 @@ class ApiKeyService:
         if key.revoked_at is None:
             key.revoked_at = datetime.now(UTC)
             await self.audit.record(
-                session, principal.tenant_id, ctx, action="api_key.revoke", outcome="success",
-                actor=principal.actor, target=Target("api_key", str(key.id)),
+                session,
+                principal.tenant_id,
+                ctx,
+                action="api_key.revoke",
+                outcome="success",
+                actor=principal.actor,
+                target=Target("api_key", str(key.id)),
             )

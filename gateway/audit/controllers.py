@@ -36,9 +36,15 @@ class AuditController(Controller):
 
     @get("/")
     async def list_events(
-        self, principal: Principal, session: AsyncSession, action: str | None = Action,
-        actor: str | None = ActorId, since: datetime | None = None, until: datetime | None = None,
-        limit: int | None = Parameter(query="limit", ge=1, required=False), cursor: str | None = None,
+        self,
+        principal: Principal,
+        session: AsyncSession,
+        action: str | None = Action,
+        actor: str | None = ActorId,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = Parameter(query="limit", ge=1, required=False),
+        cursor: str | None = None,
     ) -> AuditPage:
         repo = AuditRepository(session, principal.tenant_id)
         n = clamp_limit(limit)
@@ -48,7 +54,9 @@ class AuditController(Controller):
                 (before,) = decode_cursor(cursor, int)
             except InvalidCursor:
                 raise ValidationFailed("cursor is malformed") from None
-        stmt = repo.filtered(action=action, actor=actor, since=_aware(since, "since"), until=_aware(until, "until"))
+        stmt = repo.filtered(
+            action=action, actor=actor, since=_aware(since, "since"), until=_aware(until, "until")
+        )
         rows = list(await repo.newest_first(stmt, before_seq=before, limit=n + 1))
         next_cursor = encode_cursor(rows[n - 1].seq) if len(rows) > n else None
         items = [msgspec.convert(event_dict(r), AuditEventOut) for r in rows[:n]]
@@ -56,15 +64,29 @@ class AuditController(Controller):
 
     @get("/export", media_type="application/x-ndjson")
     async def export(
-        self, principal: Principal, audit: AuditRecorder, action: str | None = Action, actor: str | None = ActorId,
-        since: datetime | None = None, until: datetime | None = None,
+        self,
+        principal: Principal,
+        audit: AuditRecorder,
+        action: str | None = Action,
+        actor: str | None = ActorId,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> Stream:
-        stream = audit.export(principal.tenant_id, action=action, actor=actor, since=_aware(since, "since"),
-                              until=_aware(until, "until"))
+        stream = audit.export(
+            principal.tenant_id,
+            action=action,
+            actor=actor,
+            since=_aware(since, "since"),
+            until=_aware(until, "until"),
+        )
         return Stream(stream, media_type="application/x-ndjson")
 
     @get("/verify")
     async def verify(self, principal: Principal, audit: AuditRecorder) -> VerifyOut:
         result = await audit.verify(principal.tenant_id)
-        return VerifyOut(ok=result.ok, checked=result.checked, head=ChainHead(seq=result.head_seq,
-                         hash=result.head_hash), first_bad_seq=result.first_bad_seq)
+        return VerifyOut(
+            ok=result.ok,
+            checked=result.checked,
+            head=ChainHead(seq=result.head_seq, hash=result.head_hash),
+            first_bad_seq=result.first_bad_seq,
+        )

@@ -16,7 +16,9 @@ class AuditEvent(TenantScoped, Base):
     __tablename__ = "audit_events"
     __table_args__ = (Index("ix_audit_events_tenant_action", "tenant_id", "action"),)
 
-    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     at: Mapped[datetime] = mapped_column()
     action: Mapped[str] = mapped_column(String(64))
@@ -37,6 +39,8 @@ class AuditHead(Base):
 
     __tablename__ = "audit_heads"
 
-    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(Text)

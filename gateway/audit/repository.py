@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
 from sqlalchemy import Select, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.audit.models import AuditEvent, AuditHead
 from tenants.repository import TenantRepository
@@ -51,7 +50,7 @@ class AuditRepository(TenantRepository[AuditEvent]):
         actor: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
-    ) -> Select[tuple[AuditEvent]]:
+    ) -> Select[AuditEvent]:
         stmt = self.select()
         if action:
             stmt = stmt.where(AuditEvent.action == action)
@@ -63,15 +62,17 @@ class AuditRepository(TenantRepository[AuditEvent]):
             stmt = stmt.where(AuditEvent.at <= until)
         return stmt
 
-    async def newest_first(self, stmt: Select[tuple[AuditEvent]], *, before_seq: int | None, limit: int
-                           ) -> Sequence[AuditEvent]:
+    async def newest_first(
+        self, stmt: Select[AuditEvent], *, before_seq: int | None, limit: int
+    ) -> Sequence[AuditEvent]:
         if before_seq is not None:
             stmt = stmt.where(AuditEvent.seq < before_seq)
         result = await self.session.execute(stmt.order_by(AuditEvent.seq.desc()).limit(limit))
         return result.scalars().all()
 
-    async def oldest_first(self, stmt: Select[tuple[AuditEvent]], *, batch: int = 1000
-                           ) -> AsyncIterator[Sequence[AuditEvent]]:
+    async def oldest_first(
+        self, stmt: Select[AuditEvent], *, batch: int = 1000
+    ) -> AsyncIterator[Sequence[AuditEvent]]:
         """Batches by keyset on seq, so an export of any size holds one batch in memory."""
         after = 0
         while True:

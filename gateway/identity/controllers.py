@@ -32,31 +32,42 @@ class AuthController(Controller):
     tags = ["identity"]
 
     @post("/login", opt=PUBLIC, status_code=200, summary="Log in with tenant, email, password (+TOTP)")
-    async def login(self, data: LoginRequest, identity: IdentityService, ctx: AuditContext) -> Response[TokenPair]:
+    async def login(
+        self, data: LoginRequest, identity: IdentityService, ctx: AuditContext
+    ) -> Response[TokenPair]:
         pair, headers = await identity.login(
             tenant=data.tenant, email=data.email, password=data.password, totp_code=data.totp, ctx=ctx
         )
         return Response(pair, headers=headers)
 
     @post("/refresh", opt=PUBLIC, status_code=200, summary="Rotate a refresh token")
-    async def refresh(self, data: RefreshRequest, identity: IdentityService, ctx: AuditContext
-                      ) -> Response[TokenPair]:
+    async def refresh(
+        self, data: RefreshRequest, identity: IdentityService, ctx: AuditContext
+    ) -> Response[TokenPair]:
         pair, headers = await identity.refresh(data.refresh_token, ctx)
         return Response(pair, headers=headers)
 
     @post("/logout", guards=[authenticated], status_code=204, summary="Revoke this session")
-    async def logout(self, data: LogoutRequest, identity: IdentityService, principal: Principal,
-                     ctx: AuditContext) -> None:
+    async def logout(
+        self, data: LogoutRequest, identity: IdentityService, principal: Principal, ctx: AuditContext
+    ) -> None:
         await identity.logout(principal, data.refresh_token, ctx)
 
     @post("/mfa/totp", guards=[authenticated], status_code=200, summary="Start TOTP enrollment")
-    async def enroll_totp(self, identity: IdentityService, principal: Principal, session: AsyncSession,
-                          ctx: AuditContext) -> TotpEnrollment:
+    async def enroll_totp(
+        self, identity: IdentityService, principal: Principal, session: AsyncSession, ctx: AuditContext
+    ) -> TotpEnrollment:
         return await identity.enroll_totp(session, principal, ctx)
 
     @post("/mfa/totp/confirm", guards=[authenticated], status_code=200, summary="Confirm TOTP enrollment")
-    async def confirm_totp(self, data: TotpConfirm, identity: IdentityService, principal: Principal,
-                           session: AsyncSession, ctx: AuditContext) -> TotpConfirmed:
+    async def confirm_totp(
+        self,
+        data: TotpConfirm,
+        identity: IdentityService,
+        principal: Principal,
+        session: AsyncSession,
+        ctx: AuditContext,
+    ) -> TotpConfirmed:
         return await identity.confirm_totp(session, principal, data.code, ctx)
 
 
@@ -65,9 +76,13 @@ async def me(identity: IdentityService, principal: Principal, session: AsyncSess
     return await identity.me(session, principal)
 
 
-@get("/.well-known/jwks.json", opt=PUBLIC, tags=["identity"], summary="Public keys of access tokens",
-     media_type="application/json")
+@get(
+    "/.well-known/jwks.json",
+    opt=PUBLIC,
+    tags=["identity"],
+    summary="Public keys of access tokens",
+    media_type="application/json",
+)
 async def jwks(state: State) -> dict[str, Any]:
-    return state.jwks
-
-
+    jwks_doc: dict[str, Any] = state.jwks
+    return jwks_doc

@@ -91,8 +91,11 @@ class IdentityService:
             user = await users.by_email(email)
             ok = await self.hashing.verify(user.password_hash if user else None, password)
             if user is None or not ok:
-                failure = ("unknown_user" if user is None else "bad_password",
-                           InvalidCredentials("invalid tenant, email or password"), user.id if user else None)
+                failure = (
+                    "unknown_user" if user is None else "bad_password",
+                    InvalidCredentials("invalid tenant, email or password"),
+                    user.id if user else None,
+                )
             elif user.disabled or user.erased_at is not None:
                 failure = ("disabled", InvalidCredentials("invalid tenant, email or password"), user.id)
             elif user.totp_enabled and user.totp_secret:
@@ -105,8 +108,13 @@ class IdentityService:
                     user.password_hash = await self.hashing.hash(password)
                 pair = await self._issue(session, tenant_id, user, family_id=None)
                 await self.audit.record(
-                    session, tenant_id, ctx, action="auth.login", outcome="success",
-                    actor=Actor("user", str(user.id)), target=Target("user", str(user.id)),
+                    session,
+                    tenant_id,
+                    ctx,
+                    action="auth.login",
+                    outcome="success",
+                    actor=Actor("user", str(user.id)),
+                    target=Target("user", str(user.id)),
                     details={"method": "password" + ("+totp" if user.totp_enabled else "")},
                 )
 
@@ -115,14 +123,23 @@ class IdentityService:
             locked = False if reason == "mfa_required" else await self.lockout.failure(account)
             actor = Actor("user", str(user_id)) if user_id else Actor("anonymous")
             await self.audit.record_alone(
-                tenant_id, ctx, action="auth.login", outcome="failure", actor=actor,
-                target=Target("user", str(user_id)) if user_id else None, details={"reason": reason},
+                tenant_id,
+                ctx,
+                action="auth.login",
+                outcome="failure",
+                actor=actor,
+                target=Target("user", str(user_id)) if user_id else None,
+                details={"reason": reason},
             )
             if locked:
                 # Brute force: the lockout is an audit event and a security alert for operators.
                 log.warning("security.alert", kind="account_locked", tenant_id=str(tenant_id))
                 await self.audit.record_alone(
-                    tenant_id, ctx, action="auth.lockout", outcome="denied", actor=actor,
+                    tenant_id,
+                    ctx,
+                    action="auth.lockout",
+                    outcome="denied",
+                    actor=actor,
                     target=Target("user", str(user_id)) if user_id else None,
                     details={"seconds": self.lockout.seconds},
                 )
@@ -132,7 +149,9 @@ class IdentityService:
         assert pair is not None
         return pair, window.headers()
 
-    async def _second_factor(self, session: AsyncSession, tenant_id: uuid.UUID, user: User, code: str) -> bool:
+    async def _second_factor(
+        self, session: AsyncSession, tenant_id: uuid.UUID, user: User, code: str
+    ) -> bool:
         assert user.totp_secret is not None
         step = totp.accepted_step(user.totp_secret, code.strip(), last_step=user.totp_last_step)
         if step is not None:
@@ -162,7 +181,9 @@ class IdentityService:
 
     # --- refresh -------------------------------------------------------------------------------------
     async def refresh(self, raw: str, ctx: AuditContext) -> tuple[TokenPair, dict[str, str]]:
-        window = await self.limiter.hit("refresh-ip", subject(ctx.ip or ""), limit=self.settings.auth.refresh_ip_limit)
+        window = await self.limiter.hit(
+            "refresh-ip", subject(ctx.ip or ""), limit=self.settings.auth.refresh_ip_limit
+        )
         parsed = credentials.parse_credential(raw, credentials.REFRESH_PREFIX)
         tenant_id = await self.db.tenant_for_refresh_token(parsed.id) if parsed else None
         if parsed is None or tenant_id is None:
@@ -179,8 +200,13 @@ class IdentityService:
                 # A spent token came back: someone holds a copy. Burn the whole family.
                 await tokens.revoke_family(row.family_id, now)
                 await self.audit.record(
-                    session, tenant_id, ctx, action="auth.refresh", outcome="failure",
-                    actor=Actor("user", str(row.user_id)), target=Target("user", str(row.user_id)),
+                    session,
+                    tenant_id,
+                    ctx,
+                    action="auth.refresh",
+                    outcome="failure",
+                    actor=Actor("user", str(row.user_id)),
+                    target=Target("user", str(row.user_id)),
                     details={"reason": "reuse", "family_revoked": True},
                 )
                 log.warning("security.alert", kind="refresh_token_reuse", tenant_id=str(tenant_id))
@@ -196,8 +222,13 @@ class IdentityService:
                     row.used_at = now
                     pair = await self._issue(session, tenant_id, user, family_id=row.family_id)
                     await self.audit.record(
-                        session, tenant_id, ctx, action="auth.refresh", outcome="success",
-                        actor=Actor("user", str(user.id)), target=Target("user", str(user.id)),
+                        session,
+                        tenant_id,
+                        ctx,
+                        action="auth.refresh",
+                        outcome="success",
+                        actor=Actor("user", str(user.id)),
+                        target=Target("user", str(user.id)),
                     )
         if failure is not None:
             failure.headers = {**window.headers(), **failure.headers}
@@ -214,21 +245,30 @@ class IdentityService:
                 tokens = RefreshTokenRepository(session, principal.tenant_id)
                 row = await tokens.lock(parsed.id)
                 # Only the caller's own session: a token of someone else is ignored, not revealed.
-                if row is not None and row.user_id == principal.user_id and credentials.matches(
-                    parsed.secret, row.token_hash
+                if (
+                    row is not None
+                    and row.user_id == principal.user_id
+                    and credentials.matches(parsed.secret, row.token_hash)
                 ):
                     await tokens.revoke_family(row.family_id, datetime.now(UTC))
                     revoked = True
             if principal.jti and principal.token_exp:
                 await self.revocations.deny_token(principal.jti, principal.token_exp)
             await self.audit.record(
-                session, principal.tenant_id, ctx, action="auth.logout", outcome="success",
-                actor=principal.actor, target=Target("user", str(principal.user_id)),
+                session,
+                principal.tenant_id,
+                ctx,
+                action="auth.logout",
+                outcome="success",
+                actor=principal.actor,
+                target=Target("user", str(principal.user_id)),
                 details={"session_revoked": revoked},
             )
 
     # --- TOTP ----------------------------------------------------------------------------------------
-    async def enroll_totp(self, session: AsyncSession, principal: Principal, ctx: AuditContext) -> TotpEnrollment:
+    async def enroll_totp(
+        self, session: AsyncSession, principal: Principal, ctx: AuditContext
+    ) -> TotpEnrollment:
         user = await UserRepository(session, principal.tenant_id).lock(principal.user_id)
         if user is None:
             raise NotFound()
@@ -238,8 +278,14 @@ class IdentityService:
         user.totp_secret = secret
         user.totp_last_step = 0
         await self.audit.record(
-            session, principal.tenant_id, ctx, action="auth.mfa", outcome="success", actor=principal.actor,
-            target=Target("user", str(user.id)), details={"step": "enroll"},
+            session,
+            principal.tenant_id,
+            ctx,
+            action="auth.mfa",
+            outcome="success",
+            actor=principal.actor,
+            target=Target("user", str(user.id)),
+            details={"step": "enroll"},
         )
         uri = totp.provisioning_uri(secret, account=user.email or str(user.id), issuer="Filegate")
         return TotpEnrollment(secret=secret, otpauth_uri=uri)
@@ -261,10 +307,18 @@ class IdentityService:
         user.totp_last_step = step
         user.totp_enabled = True
         codes = totp.new_recovery_codes()
-        await RecoveryCodeRepository(session, tenant_id).replace(user.id, [totp.recovery_digest(c) for c in codes])
+        await RecoveryCodeRepository(session, tenant_id).replace(
+            user.id, [totp.recovery_digest(c) for c in codes]
+        )
         await self.audit.record(
-            session, tenant_id, ctx, action="auth.mfa", outcome="success", actor=principal.actor,
-            target=Target("user", str(user.id)), details={"step": "confirm"},
+            session,
+            tenant_id,
+            ctx,
+            action="auth.mfa",
+            outcome="success",
+            actor=principal.actor,
+            target=Target("user", str(user.id)),
+            details={"step": "confirm"},
         )
         return TotpConfirmed(enabled=True, recovery_codes=codes)
 

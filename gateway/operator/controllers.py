@@ -27,7 +27,13 @@ async def operator_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseR
         raise InvalidToken("wrong operator token")
 
 
-@post("/v1/tenants", guards=[operator_only], opt={EXCLUDE_OPT: True}, status_code=201, tags=["operator"],
-      summary="Create a tenant and its first admin (platform operator)")
+@post(
+    "/v1/tenants",
+    guards=[operator_only],
+    opt={EXCLUDE_OPT: True},
+    status_code=201,
+    tags=["operator"],
+    summary="Create a tenant and its first admin (platform operator)",
+)
 async def create_tenant(data: TenantCreate, tenants: TenantService, ctx: AuditContext) -> TenantCreated:
     return await tenants.create(data, ctx, actor=Actor("operator"))

@@ -22,6 +22,12 @@ class PolicyController(Controller):
         return await policy.get(session, principal.tenant_id)
 
     @put("/", guards=[requires_any(Permission.POLICY_WRITE)])
-    async def put_policy(self, data: Policy, policy: PolicyService, principal: Principal, session: AsyncSession,
-                         ctx: AuditContext) -> Policy:
+    async def put_policy(
+        self,
+        data: Policy,
+        policy: PolicyService,
+        principal: Principal,
+        session: AsyncSession,
+        ctx: AuditContext,
+    ) -> Policy:
         return await policy.replace(session, principal, data, ctx)

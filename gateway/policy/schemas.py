@@ -8,7 +8,10 @@ import msgspec
 
 GLOBAL_MAX_FILE_SIZE = 5 * 1024**3  # the ceiling no tenant may raise its limit above
 MimePattern = Annotated[
-    str, msgspec.Meta(max_length=255, pattern=r"^(\*/\*|[a-z0-9][a-z0-9!#$&^_.+-]*/(\*|[a-z0-9][a-z0-9!#$&^_.+-]*))$")
+    str,
+    msgspec.Meta(
+        max_length=255, pattern=r"^(\*/\*|[a-z0-9][a-z0-9!#$&^_.+-]*/(\*|[a-z0-9][a-z0-9!#$&^_.+-]*))$"
+    ),
 ]
 Origin = Annotated[str, msgspec.Meta(max_length=255, pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")]
 

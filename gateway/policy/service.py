@@ -47,8 +47,9 @@ class PolicyService:
         row = await PolicyRepository(session, tenant_id).get()
         return from_model(row) if row else Policy()
 
-    async def replace(self, session: AsyncSession, principal: Principal, policy: Policy, ctx: AuditContext
-                      ) -> Policy:
+    async def replace(
+        self, session: AsyncSession, principal: Principal, policy: Policy, ctx: AuditContext
+    ) -> Policy:
         repo = PolicyRepository(session, principal.tenant_id)
         row = await repo.get(for_update=True)
         before = msgspec.to_builtins(from_model(row)) if row else {}
@@ -60,7 +61,12 @@ class PolicyService:
             to_model(policy, row)
         if changed:
             await self.audit.record(
-                session, principal.tenant_id, ctx, action="policy.update", outcome="success", actor=principal.actor,
+                session,
+                principal.tenant_id,
+                ctx,
+                action="policy.update",
+                outcome="success",
+                actor=principal.actor,
                 target=Target("policy", str(principal.tenant_id)),
                 details={"changed": changed, "after": {k: after[k] for k in changed}},
             )

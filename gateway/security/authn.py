@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 from redis.asyncio import Redis
 
@@ -64,7 +65,9 @@ class Revocations:
 
 
 class Authenticator:
-    def __init__(self, *, tokens: AccessTokens, revocations: Revocations, db: Database, audit: AuditRecorder) -> None:
+    def __init__(
+        self, *, tokens: AccessTokens, revocations: Revocations, db: Database, audit: AuditRecorder
+    ) -> None:
         self.tokens = tokens
         self.revocations = revocations
         self.db = db
@@ -125,8 +128,13 @@ class Authenticator:
             )
             if await keys.touch(key.id, now, older_than=now - API_KEY_USE_INTERVAL):
                 await self.audit.record(
-                    session, tenant_id, ctx, action="api_key.use", outcome="success",
-                    actor=Actor("api_key", str(key.id)), target=Target("api_key", str(key.id)),
+                    session,
+                    tenant_id,
+                    ctx,
+                    action="api_key.use",
+                    outcome="success",
+                    actor=Actor("api_key", str(key.id)),
+                    target=Target("api_key", str(key.id)),
                 )
         return principal
 
@@ -154,7 +162,7 @@ class AuthenticationMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == ScopeType.HTTP:
             handler: Any = scope.get("route_handler")
             excluded = bool(handler is not None and handler.opt.get(EXCLUDE_OPT))
             scope["user"] = None

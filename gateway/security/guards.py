@@ -26,8 +26,12 @@ async def authenticated(connection: ASGIConnection[Any, Any, Any, Any], _: BaseR
     principal_of(connection)
 
 
-async def deny(connection: ASGIConnection[Any, Any, Any, Any], principal: Principal, permission: str,
-               target: Target | None = None) -> Forbidden:
+async def deny(
+    connection: ASGIConnection[Any, Any, Any, Any],
+    principal: Principal,
+    permission: str,
+    target: Target | None = None,
+) -> Forbidden:
     """Record `access.denied` in its own transaction and return the 403 to raise."""
     recorder: AuditRecorder = connection.app.state.audit
     await recorder.record_alone(
@@ -37,8 +41,11 @@ async def deny(connection: ASGIConnection[Any, Any, Any, Any], principal: Princi
         outcome="denied",
         actor=principal.actor,
         target=target,
-        details={"permission": permission, "method": connection.scope.get("method", ""),
-                 "route": _route(connection)},
+        details={
+            "permission": permission,
+            "method": connection.scope.get("method", ""),
+            "route": _route(connection),
+        },
     )
     return Forbidden("you do not have permission for this action")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from typing import Any
 
 import structlog
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 log = structlog.get_logger("filegate.http")
@@ -54,7 +54,7 @@ class EdgeMiddleware:
         self.hsts = hsts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         rid = request_id_for(scope)
@@ -94,7 +94,12 @@ class EdgeMiddleware:
                 )
 
 
-_OVERRIDDEN = {b"x-request-id", b"content-security-policy", b"cache-control", b"x-content-type-options",
-               b"referrer-policy", b"x-frame-options", b"strict-transport-security"}
-
-
+_OVERRIDDEN = {
+    b"x-request-id",
+    b"content-security-policy",
+    b"cache-control",
+    b"x-content-type-options",
+    b"referrer-policy",
+    b"x-frame-options",
+    b"strict-transport-security",
+}

