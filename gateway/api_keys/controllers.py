@@ -27,7 +27,7 @@ class ApiKeyController(Controller):
         api_keys: ApiKeyService,
         principal: Principal,
         session: AsyncSession,
-        limit: int | None = Parameter(query="limit", ge=1, required=False),
+        limit: int | None = Parameter(ge=1, required=False),
         cursor: str | None = None,
     ) -> ApiKeyPage:
         return await api_keys.list(session, principal, limit=limit, cursor=cursor)

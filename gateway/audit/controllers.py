@@ -19,8 +19,8 @@ from gateway.security.principal import Principal
 from tenants.permissions import Permission
 from tenants.repository import InvalidCursor, clamp_limit, decode_cursor, encode_cursor
 
-Action = Parameter(query="action", max_length=64, required=False)
-ActorId = Parameter(query="actor", max_length=64, required=False)
+Action = Parameter(max_length=64, required=False)
+ActorId = Parameter(max_length=64, required=False)
 
 
 def _aware(value: datetime | None, name: str) -> datetime | None:
@@ -43,7 +43,7 @@ class AuditController(Controller):
         actor: str | None = ActorId,
         since: datetime | None = None,
         until: datetime | None = None,
-        limit: int | None = Parameter(query="limit", ge=1, required=False),
+        limit: int | None = Parameter(ge=1, required=False),
         cursor: str | None = None,
     ) -> AuditPage:
         repo = AuditRepository(session, principal.tenant_id)

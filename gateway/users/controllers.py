@@ -15,7 +15,7 @@ from gateway.users.schemas import PasswordChange, UserCreate, UserOut, UserPage,
 from gateway.users.service import UserService
 from tenants.permissions import Permission
 
-Limit = Parameter(query="limit", ge=1, le=100_000, required=False)
+Limit = Parameter(ge=1, le=100_000, required=False)
 
 
 class UserController(Controller):

@@ -1,0 +1,101 @@
+"""API keys: shown once, stored hashed, scoped, expiring, revoked on the very next request."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from tests.factories import bearer, create_api_key, create_tenant, create_user
+
+
+async def test_revoked_api_key_fails_on_the_very_next_request(client) -> None:
+    t = await create_tenant(client)
+    key = await create_api_key(client, t.admin, ["users.read"])
+    assert key["key"].startswith(f"fg_{key['id'].replace('-', '')}_")
+    assert (await client.get("/v1/users", headers=bearer(key["key"]))).status_code == 200
+    r = await client.delete(f"/v1/api-keys/{key['id']}", headers=t.admin.headers)
+    assert r.status_code == 204
+    r = await client.get("/v1/users", headers=bearer(key["key"]))
+    assert r.status_code == 401
+    assert r.json()["code"] == "invalid_token"
+
+
+async def test_key_secret_is_stored_hashed_and_never_listed(client, owner_conn) -> None:
+    t = await create_tenant(client)
+    key = await create_api_key(client, t.admin, ["users.read"])
+    secret = key["key"].rsplit("_", 1)[1]
+    listed = await client.get("/v1/api-keys", headers=t.admin.headers)
+    assert secret not in listed.text
+    assert "key" not in listed.json()["items"][0]
+    stored = await owner_conn.fetchval("SELECT secret_hash FROM api_keys WHERE id = $1::uuid", key["id"])
+    assert secret not in stored
+    assert len(stored) == 64
+
+
+async def test_key_is_limited_to_its_scopes(client) -> None:
+    t = await create_tenant(client)
+    key = await create_api_key(client, t.admin, ["policy.read"])
+    h = bearer(key["key"])
+    assert (await client.get("/v1/policy", headers=h)).status_code == 200
+    assert (await client.get("/v1/users", headers=h)).status_code == 403
+    me = (await client.get("/v1/me", headers=h)).json()
+    assert me["permissions"] == ["policy.read"]
+
+
+async def test_scopes_beyond_the_creator_are_refused(client) -> None:
+    t = await create_tenant(client)
+    _, manager = await create_user(client, t, "manager")
+    r = await client.post(
+        "/v1/api-keys", json={"name": "k", "scopes": ["users.write"]}, headers=manager.headers
+    )
+    assert r.status_code == 403
+    r = await client.post(
+        "/v1/api-keys", json={"name": "k", "scopes": ["no.such.scope"]}, headers=manager.headers
+    )
+    assert r.status_code == 400
+
+
+async def test_key_loses_rights_its_creator_loses(client) -> None:
+    t = await create_tenant(client)
+    manager, session = await create_user(client, t, "manager")
+    key = await create_api_key(client, session, ["users.read"])
+    await client.patch(f"/v1/users/{manager['id']}", json={"role": "viewer"}, headers=t.admin.headers)
+    assert (await client.get("/v1/users", headers=bearer(key["key"]))).status_code == 403
+
+
+async def test_expired_key_is_refused(client, owner_conn) -> None:
+    t = await create_tenant(client)
+    key = await create_api_key(client, t.admin, ["users.read"])
+    await owner_conn.execute(
+        "UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = $1::uuid", key["id"]
+    )
+    assert (await client.get("/v1/users", headers=bearer(key["key"]))).status_code == 401
+
+
+async def test_expiry_must_be_in_the_future(client) -> None:
+    t = await create_tenant(client)
+    past = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    r = await client.post(
+        "/v1/api-keys",
+        json={"name": "k", "scopes": ["users.read"], "expires_at": past},
+        headers=t.admin.headers,
+    )
+    assert r.status_code == 400
+
+
+async def test_key_use_is_tracked_and_audited(client) -> None:
+    t = await create_tenant(client)
+    key = await create_api_key(client, t.admin, ["users.read", "audit.read"])
+    for _ in range(3):
+        await client.get("/v1/users", headers=bearer(key["key"]))
+    listed = (await client.get("/v1/api-keys", headers=t.admin.headers)).json()["items"]
+    assert listed[0]["last_used_at"] is not None
+    uses = (await client.get("/v1/audit", params={"action": "api_key.use"}, headers=t.admin.headers)).json()
+    assert len(uses["items"]) == 1  # coalesced: once a minute per key
+    assert uses["items"][0]["actor"] == {"type": "api_key", "id": key["id"]}
+
+
+async def test_forged_key_secret_is_refused(client) -> None:
+    t = await create_tenant(client)
+    key = await create_api_key(client, t.admin, ["users.read"])
+    forged = key["key"][:-4] + ("AAAA" if not key["key"].endswith("AAAA") else "BBBB")
+    assert (await client.get("/v1/users", headers=bearer(forged))).status_code == 401
