@@ -28,6 +28,7 @@ from gateway.operator.controllers import create_tenant
 from gateway.operator.service import TenantService
 from gateway.policy.controllers import PolicyController
 from gateway.policy.service import PolicyService
+from gateway.request import FilegateRequest
 from gateway.security.authn import AuthenticationMiddleware, Authenticator, Revocations
 from gateway.security.headers import EdgeMiddleware
 from gateway.security.ratelimit import Lockout, RateLimiter
@@ -132,6 +133,7 @@ def create_app(settings: Settings) -> Litestar:
             security=[{"bearer": []}],
         ),
         debug=False,
+        request_class=FilegateRequest,
         logging_config=None,  # ours: JSON with redaction (gateway.logging)
     )
     app.state.settings = settings  # readable before the lifespan runs (guards of early requests)

@@ -206,8 +206,11 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     errors: list[dict[str, str]] = []
     if isinstance(exc, ValidationException) or status == 400:
         code, title = "validation_failed", "Request validation failed"
-        detail = _safe_detail(exc.detail) or title
         errors = _validation_errors(exc.extra)
+        # Litestar's own detail names only the route; the first field error says what is wrong.
+        detail = (
+            errors[0]["message"] if errors and errors[0]["message"] else _safe_detail(exc.detail) or title
+        )
     headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() in ("allow", "retry-after")}
     return problem_response(
         request, status=status, code=code, title=title, detail=detail, headers=headers, errors=errors
