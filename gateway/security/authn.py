@@ -33,6 +33,8 @@ log = structlog.get_logger("filegate.auth")
 # last_used_at and the `api_key.use` audit event advance at most once per this interval per key.
 API_KEY_USE_INTERVAL = timedelta(seconds=60)
 EXCLUDE_OPT = "exclude_from_auth"
+# Litestar's own OpenAPI routes carry no opt of ours; they are public documents.
+PUBLIC_PREFIXES = ("/schema",)
 
 
 class Revocations:
@@ -164,7 +166,9 @@ class AuthenticationMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP:
             handler: Any = scope.get("route_handler")
-            excluded = bool(handler is not None and handler.opt.get(EXCLUDE_OPT))
+            excluded = bool(handler is not None and handler.opt.get(EXCLUDE_OPT)) or scope["path"].startswith(
+                PUBLIC_PREFIXES
+            )
             scope["user"] = None
             if not excluded:
                 cred = bearer(scope)

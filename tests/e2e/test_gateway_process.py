@@ -1,0 +1,166 @@
+"""The gateway as a process: CLI tenant creation, login over TCP, streamed bodies, secrets kept out of logs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import httpx
+import pyotp
+
+from tests.e2e.conftest import PASSWORD, make_tenant
+
+
+def test_cli_tenant_create_then_login_and_me(live_server) -> None:
+    slug = "cli-" + live_server.env["FILEGATE_PORT"]
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "tenant",
+            "create",
+            "--name",
+            "Cli Co",
+            "--slug",
+            slug,
+            "--admin-email",
+            f"admin@{slug}.test",
+            "--admin-password",
+            PASSWORD,
+            "--json",
+        ],
+        env=live_server.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    created = json.loads(out.stdout)  # stdout is only the JSON
+    assert set(created) == {"id", "name", "slug", "admin_user_id", "created_at"}
+    r = httpx.post(
+        f"{live_server.url}/v1/auth/login",
+        json={"tenant": slug, "email": f"admin@{slug}.test", "password": PASSWORD},
+    )
+    assert r.status_code == 200
+    me = httpx.get(
+        f"{live_server.url}/v1/me", headers={"Authorization": f"Bearer {r.json()['access_token']}"}
+    )
+    assert me.json()["user_id"] == created["admin_user_id"]
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "tenant",
+            "create",
+            "--name",
+            "Cli Co",
+            "--slug",
+            slug,
+            "--admin-email",
+            f"admin@{slug}.test",
+            "--admin-password",
+            PASSWORD,
+            "--json",
+        ],
+        env=live_server.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert again.returncode != 0
+    assert "conflict" in again.stderr
+
+
+def test_chunked_ten_megabyte_body_is_refused_without_reading_it_all(live_server) -> None:
+    def chunks():
+        for _ in range(10):
+            yield b"a" * (1024 * 1024)
+
+    r = httpx.post(
+        f"{live_server.url}/v1/auth/login",
+        content=chunks(),
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert r.status_code == 413
+    assert r.json()["code"] == "body_too_large"
+
+
+def test_declared_oversize_body_is_refused_before_reading(live_server) -> None:
+    r = httpx.post(
+        f"{live_server.url}/v1/auth/login",
+        content=b"{}",
+        headers={"content-type": "application/json", "content-length": "2"},
+    )
+    assert r.status_code in (400, 401)
+    big = b"{" + b" " * (2 * 1024 * 1024) + b"}"
+    r = httpx.post(
+        f"{live_server.url}/v1/auth/login", content=big, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 413
+
+
+def test_no_secret_reaches_the_logs(live_server) -> None:
+    """A full login / TOTP / refresh / API key / logout flow, then every log line of the process is searched."""
+    url = live_server.url
+    t = make_tenant(live_server)
+    h = {"Authorization": f"Bearer {t.access_token}"}
+    secrets = {PASSWORD, t.access_token, t.refresh_token}
+
+    enroll = httpx.post(f"{url}/v1/auth/mfa/totp", headers=h).json()
+    secrets.add(enroll["secret"])
+    totp = pyotp.TOTP(enroll["secret"])
+    confirmed = httpx.post(f"{url}/v1/auth/mfa/totp/confirm", json={"code": totp.now()}, headers=h).json()
+    secrets.update(confirmed["recovery_codes"])
+    # Failures carry the password in the request too.
+    httpx.post(
+        f"{url}/v1/auth/login", json={"tenant": t.slug, "email": t.admin_email, "password": PASSWORD + "x"}
+    )
+    login = httpx.post(
+        f"{url}/v1/auth/login",
+        json={
+            "tenant": t.slug,
+            "email": t.admin_email,
+            "password": PASSWORD,
+            "totp": confirmed["recovery_codes"][0],
+        },
+    ).json()
+    secrets.update({login["access_token"], login["refresh_token"]})
+    refreshed = httpx.post(f"{url}/v1/auth/refresh", json={"refresh_token": login["refresh_token"]}).json()
+    secrets.update({refreshed["access_token"], refreshed["refresh_token"]})
+    httpx.post(f"{url}/v1/auth/refresh", json={"refresh_token": login["refresh_token"]})  # reuse
+    key = httpx.post(
+        f"{url}/v1/api-keys",
+        json={"name": "k", "scopes": ["users.read"]},
+        headers={"Authorization": f"Bearer {refreshed['access_token']}"},
+    )
+    assert key.status_code == 201, key.text
+    secrets.add(key.json()["key"])
+    assert (
+        httpx.get(f"{url}/v1/users", headers={"Authorization": f"Bearer {key.json()['key']}"}).status_code
+        == 200
+    )
+    httpx.get(f"{url}/v1/me", headers={"Authorization": "Bearer " + key.json()["key"][:-2] + "zz"})
+    httpx.get(
+        f"{url}/v1/me?token={refreshed['access_token']}",
+        headers={"Authorization": f"Bearer {refreshed['access_token']}"},
+    )
+    httpx.post(
+        f"{url}/v1/auth/logout",
+        json={"refresh_token": refreshed["refresh_token"]},
+        headers={"Authorization": f"Bearer {refreshed['access_token']}"},
+    )
+
+    text = live_server.log_text()
+    assert '"auth.login"' in text  # the flow was logged at all
+    assert "api_key.use" in text
+    found = [s[:12] for s in secrets if s in text]
+    assert found == [], f"secrets in logs: {found}"
+    # The secret halves of credentials, too (a prefix-only redaction would leak them).
+    for cred in (key.json()["key"], refreshed["refresh_token"]):
+        assert cred.rsplit("_", 1)[1] not in text
