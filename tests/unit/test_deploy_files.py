@@ -75,7 +75,7 @@ def _published_host_ips(service: dict[str, Any]) -> list[str]:
 
 def test_compose_uses_the_spec_without_a_version_key() -> None:
     assert "version" not in COMPOSE_DATA
-    assert FILEGATE_SERVICES | DATA_SERVICES <= set(SERVICES)
+    assert set(SERVICES) >= FILEGATE_SERVICES | DATA_SERVICES
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))
@@ -345,6 +345,18 @@ def test_dockerfile_copies_every_package_pyproject_builds() -> None:
 
 def test_dockerignore_keeps_local_state_and_secrets_out() -> None:
     entries = {line.strip() for line in DOCKERIGNORE.read_text().splitlines()}
-    for required in (".git", ".venv", "var", "**/__pycache__", "tests", "bench", "node_modules",
-                     ".pytest_cache", ".mypy_cache", ".ruff_cache", "secrets", ".env"):
+    for required in (
+        ".git",
+        ".venv",
+        "var",
+        "**/__pycache__",
+        "tests",
+        "bench",
+        "node_modules",
+        ".pytest_cache",
+        ".mypy_cache",
+        ".ruff_cache",
+        "secrets",
+        ".env",
+    ):
         assert required in entries, f".dockerignore lacks {required}"
