@@ -40,6 +40,8 @@ RUN pip install --no-cache-dir .
 FROM ${PYTHON_IMAGE} AS runtime
 
 # libmagic1 (with its libmagic-mgc database): python-magic loads it with ctypes at run time.
+# Not version-pinned on purpose: a rebuild should pick up bookworm's security updates.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libmagic1 \
  && rm -rf /var/lib/apt/lists/*

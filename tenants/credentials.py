@@ -16,7 +16,7 @@ import msgspec
 
 API_KEY_PREFIX = "fg"
 REFRESH_PREFIX = "fgr"
-_PATTERN = re.compile(r"^(fg|fgr)_([0-9a-f]{32})_([A-Za-z0-9_-]{43})$")
+_PATTERN = re.compile(r"(fg|fgr)_([0-9a-f]{32})_([A-Za-z0-9_-]{43})")
 
 
 class OpaqueCredential(msgspec.Struct, frozen=True):
@@ -34,7 +34,7 @@ def new_credential(prefix: str) -> OpaqueCredential:
 
 def parse_credential(raw: str, prefix: str) -> OpaqueCredential | None:
     """The parsed credential, or None when `raw` is not one of `prefix`'s shape."""
-    m = _PATTERN.match(raw)
+    m = _PATTERN.fullmatch(raw)
     if m is None or m.group(1) != prefix:
         return None
     return OpaqueCredential(prefix, uuid.UUID(hex=m.group(2)), m.group(3))

@@ -78,18 +78,29 @@ def check_policy(password: str, *, context: tuple[str, ...] = ()) -> None:
     stripped = lowered.strip("0123456789!@#$%^&*.?_- ")
     if lowered in _COMMON or stripped in _COMMON or _is_run(lowered):
         raise PasswordPolicyError("password is too common")
+    if not any(c.isalpha() for c in pw) and len(pw) < 16:
+        raise PasswordPolicyError("a password without letters must be at least 16 characters")
     for word in context:
         w = word.casefold()
         if len(w) >= 4 and w in lowered:
             raise PasswordPolicyError("password must not contain your email, name or organisation")
 
 
+def _step(a: str, b: str) -> int:
+    """+1 or -1 when b follows or precedes a (digits wrap: 9 then 0), else 0."""
+    if a.isdigit() and b.isdigit():
+        d = (int(b) - int(a)) % 10
+        return {1: 1, 9: -1}.get(d, 0)
+    d = ord(b) - ord(a)
+    return d if d in (1, -1) else 0
+
+
 def _is_run(s: str) -> bool:
-    """A keyboard-free check for ascending/descending runs and one short pattern repeated."""
+    """Ascending or descending runs (abcd…, 9876…, 7890…) and one short pattern repeated."""
     if len(s) < MIN_LENGTH:
         return False
-    diffs = {ord(b) - ord(a) for a, b in itertools.pairwise(s)}
-    if diffs <= {1} or diffs <= {-1}:
+    steps = {_step(a, b) for a, b in itertools.pairwise(s)}
+    if steps in ({1}, {-1}):
         return True
     return any(len(s) % n == 0 and s[:n] * (len(s) // n) == s for n in range(1, 5))
 
