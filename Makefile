@@ -21,6 +21,5 @@ format: install
 typecheck: install
 	.venv/bin/mypy
 
-bench: install
-	./scripts/services.sh
-	.venv/bin/python bench/identity.py
+bench:
+	./scripts/bench.sh

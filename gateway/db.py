@@ -24,7 +24,8 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
         target,
         pool_size=settings.database.pool_size,
         max_overflow=settings.database.pool_size,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip on every checkout. A dropped connection fails its statement,
+        # SQLAlchemy invalidates it, and the request's retry (or the next request) gets a fresh one.
         pool_recycle=1800,
         connect_args={"server_settings": {"application_name": "filegate"}},
     )

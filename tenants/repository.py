@@ -200,19 +200,12 @@ class RecoveryCodeRepository(TenantRepository[RecoveryCode]):
 class ApiKeyRepository(TenantRepository[ApiKey]):
     model = ApiKey
 
-    async def touch(self, key_id: uuid.UUID, at: datetime, *, older_than: datetime) -> bool:
-        """Advance last_used_at when it is older than `older_than`; True when it moved."""
-        result = await self.session.execute(
+    async def touch(self, key_id: uuid.UUID, at: datetime) -> None:
+        await self.session.execute(
             update(ApiKey)
-            .where(
-                ApiKey.tenant_id == self.tenant_id,
-                ApiKey.id == key_id,
-                (ApiKey.last_used_at.is_(None)) | (ApiKey.last_used_at < older_than),
-            )
+            .where(ApiKey.tenant_id == self.tenant_id, ApiKey.id == key_id)
             .values(last_used_at=at)
-            .returning(ApiKey.id)
         )
-        return result.first() is not None
 
     async def revoke_by_creator(self, user_id: uuid.UUID, at: datetime) -> None:
         await self.session.execute(

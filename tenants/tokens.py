@@ -6,6 +6,7 @@ token's `kid`, so `alg: none`, HS256-with-the-public-key and unknown `kid` all f
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -161,12 +162,19 @@ class AccessClaims:
     expires_at: int
 
 
+LEEWAY = 5
+VERIFIED_CACHE_SIZE = 8192
+
+
 class AccessTokens:
     def __init__(self, ring: KeyRing, *, issuer: str, audience: str, ttl: int) -> None:
         self._ring = ring
         self._issuer = issuer
         self._audience = audience
         self.ttl = ttl
+        # A token's signature and claims never change: verify each token once, then only its clock.
+        # Failures raise and are never cached; revocation is checked by the caller on every request.
+        self._verified = functools.lru_cache(maxsize=VERIFIED_CACHE_SIZE)(self._verify_once)
 
     @property
     def ring(self) -> KeyRing:
@@ -201,6 +209,12 @@ class AccessTokens:
         return token, claims
 
     def verify(self, token: str) -> AccessClaims:
+        claims = self._verified(token)
+        if claims.expires_at + LEEWAY < time.time():
+            raise InvalidAccessToken("expired")
+        return claims
+
+    def _verify_once(self, token: str) -> AccessClaims:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as exc:
@@ -221,7 +235,7 @@ class AccessTokens:
                 audience=self._audience,
                 issuer=self._issuer,
                 options={"require": REQUIRED_CLAIMS, "verify_signature": True},
-                leeway=5,
+                leeway=LEEWAY,
             )
             return AccessClaims(
                 user_id=uuid.UUID(payload["sub"]),

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ApiKeyPage
 from gateway.audit import AuditContext, AuditRecorder, Target
 from gateway.errors import Forbidden, NotFound, ValidationFailed
+from gateway.security.authn import Revocations
 from gateway.security.principal import Principal
 from tenants import credentials
 from tenants.models import ApiKey
@@ -35,8 +36,9 @@ def key_out(key: ApiKey) -> ApiKeyOut:
 
 
 class ApiKeyService:
-    def __init__(self, *, audit: AuditRecorder) -> None:
+    def __init__(self, *, audit: AuditRecorder, revocations: Revocations) -> None:
         self.audit = audit
+        self.revocations = revocations
 
     def _visible(self, principal: Principal, repo: ApiKeyRepository) -> Select[ApiKey]:
         stmt = repo.select()
@@ -112,6 +114,8 @@ class ApiKeyService:
             raise NotFound()
         if key.revoked_at is None:
             key.revoked_at = datetime.now(UTC)
+            # Before commit: the very next request with this key fails, whichever replica serves it.
+            await self.revocations.revoke_api_key(key.id, key.expires_at)
             await self.audit.record(
                 session,
                 principal.tenant_id,

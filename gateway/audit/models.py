@@ -35,7 +35,11 @@ class AuditEvent(TenantScoped, Base):
 
 
 class AuditHead(Base):
-    """The chain's head per tenant. Locking it orders writers, so seq has no gaps."""
+    """The chain's head per tenant. Updating it orders writers, so seq has no gaps.
+
+    `prev_hash` is the hash before the last append: one UPDATE moves both, so a single statement can
+    advance the head and insert the event (PostgreSQL 15 has no OLD in RETURNING).
+    """
 
     __tablename__ = "audit_heads"
 
@@ -44,3 +48,4 @@ class AuditHead(Base):
     )
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(Text)

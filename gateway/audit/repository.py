@@ -5,35 +5,54 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
-from sqlalchemy import Select, insert, select, update
+from sqlalchemy import Select, insert, select, text
 
 from gateway.audit.models import AuditEvent, AuditHead
 from tenants.repository import TenantRepository
+
+_APPEND = text("""
+WITH head AS (
+    UPDATE audit_heads
+       SET prev_hash = hash,
+           seq = seq + 1,
+           hash = encode(sha256(convert_to(hash || :head || hash || :middle || (seq + 1)::text || :tail, 'UTF8')),
+                         'hex')
+     WHERE tenant_id = :tenant_id
+ RETURNING seq, prev_hash, hash
+)
+INSERT INTO audit_events (tenant_id, seq, at, action, outcome, actor_type, actor_id, target_type, target_id,
+                          ip, request_id, details, prev_hash, hash)
+SELECT :tenant_id, head.seq, :at, :action, :outcome, :actor_type, :actor_id, :target_type, :target_id,
+       :ip, :request_id, CAST(:details AS jsonb), head.prev_hash, head.hash
+  FROM head
+RETURNING seq, hash
+""")
 
 
 class AuditRepository(TenantRepository[AuditEvent]):
     model = AuditEvent
 
     async def create_head(self, genesis: str) -> None:
-        await self.session.execute(insert(AuditHead).values(tenant_id=self.tenant_id, seq=0, hash=genesis))
+        await self.session.execute(
+            insert(AuditHead).values(tenant_id=self.tenant_id, seq=0, hash=genesis, prev_hash=genesis)
+        )
 
-    async def advance_head(self) -> tuple[int, str]:
-        """Take the next seq; the row lock holds other writers of this tenant until commit."""
+    async def append(
+        self, values: dict[str, object], canonical_parts: tuple[str, str, str]
+    ) -> tuple[int, str]:
+        """Advance the head and insert the event in one statement; answers (seq, hash).
+
+        The head row stays locked until commit, which orders this tenant's writers without gaps; doing
+        it in one round trip keeps that lock short.
+        """
+        head, middle, tail = canonical_parts
         row = (
             await self.session.execute(
-                update(AuditHead)
-                .where(AuditHead.tenant_id == self.tenant_id)
-                .values(seq=AuditHead.seq + 1)
-                .returning(AuditHead.seq, AuditHead.hash)
+                _APPEND,
+                {"tenant_id": self.tenant_id, "head": head, "middle": middle, "tail": tail, **values},
             )
         ).one()
         return int(row[0]), str(row[1])
-
-    async def append(self, values: dict[str, object], new_hash: str) -> None:
-        await self.session.execute(insert(AuditEvent).values(tenant_id=self.tenant_id, **values))
-        await self.session.execute(
-            update(AuditHead).where(AuditHead.tenant_id == self.tenant_id).values(hash=new_hash)
-        )
 
     async def head(self) -> tuple[int, str] | None:
         row = (

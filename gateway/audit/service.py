@@ -102,14 +102,11 @@ class AuditRecorder:
         details: dict[str, Any] | None = None,
     ) -> int:
         """Append one event in the caller's transaction; returns its seq."""
-        repo = AuditRepository(session, tenant_id)
-        seq, prev_hash = await repo.advance_head()
         at = datetime.now(UTC)
         tgt = target or Target()
-        # Round-trip details through JSON so the hashed form is exactly what JSONB hands back.
-        clean_details = msgspec.json.decode(msgspec.json.encode(details or {}))
+        details_json = msgspec.json.encode(details or {})
+        # The hashed form is what JSONB hands back when the chain is verified: decode(encode(...)).
         event = {
-            "seq": seq,
             "at": chain.format_at(at),
             "action": action,
             "outcome": outcome,
@@ -117,13 +114,10 @@ class AuditRecorder:
             "target": {"type": tgt.type, "id": tgt.id},
             "ip": ctx.ip,
             "request_id": ctx.request_id,
-            "details": clean_details,
-            "prev_hash": prev_hash,
+            "details": msgspec.json.decode(details_json),
         }
-        new_hash = chain.link(prev_hash, event)
-        await repo.append(
+        seq, _ = await AuditRepository(session, tenant_id).append(
             {
-                "seq": seq,
                 "at": at,
                 "action": action,
                 "outcome": outcome,
@@ -133,11 +127,9 @@ class AuditRecorder:
                 "target_id": tgt.id,
                 "ip": ctx.ip,
                 "request_id": ctx.request_id,
-                "details": clean_details,
-                "prev_hash": prev_hash,
-                "hash": new_hash,
+                "details": details_json.decode(),
             },
-            new_hash,
+            chain.split_canonical(event),
         )
         log.info("audit.event", tenant_id=str(tenant_id), seq=seq, action=action, outcome=outcome)
         return seq

@@ -72,8 +72,8 @@ class AuthController(Controller):
 
 
 @get("/v1/me", guards=[authenticated], tags=["identity"], summary="The caller")
-async def me(identity: IdentityService, principal: Principal, session: AsyncSession) -> Me:
-    return await identity.me(session, principal)
+async def me(identity: IdentityService, principal: Principal) -> Me:
+    return await identity.me(principal)
 
 
 @get(

@@ -24,6 +24,7 @@ from gateway.errors import (
     NotFound,
     TokenReused,
 )
+from gateway.identity.profile import Profile, ProfileCache
 from gateway.identity.schemas import Me, TokenPair, TotpConfirmed, TotpEnrollment
 from gateway.security.authn import Revocations
 from gateway.security.principal import Principal
@@ -56,6 +57,7 @@ class IdentityService:
         limiter: RateLimiter,
         lockout: Lockout,
         audit: AuditRecorder,
+        profiles: ProfileCache,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -65,6 +67,7 @@ class IdentityService:
         self.limiter = limiter
         self.lockout = lockout
         self.audit = audit
+        self.profiles = profiles
 
     # --- login ---------------------------------------------------------------------------------------
     async def login(
@@ -322,14 +325,20 @@ class IdentityService:
         )
         return TotpConfirmed(enabled=True, recovery_codes=codes)
 
-    async def me(self, session: AsyncSession, principal: Principal) -> Me:
-        user = await UserRepository(session, principal.tenant_id).get_live(principal.user_id)
-        if user is None:
-            raise NotFound()
+    async def me(self, principal: Principal) -> Me:
+        """The caller: the token carries who and what, the profile cache the email (the database on a miss)."""
+        profile = self.profiles.get(principal.user_id)
+        if profile is None:
+            async with self.db.tenant(principal.tenant_id) as session:
+                user = await UserRepository(session, principal.tenant_id).get_live(principal.user_id)
+            if user is None:
+                raise NotFound()
+            profile = Profile(email=user.email)
+            self.profiles.put(principal.user_id, profile)
         return Me(
-            user_id=user.id,
+            user_id=principal.user_id,
             tenant_id=principal.tenant_id,
-            email=user.email,
+            email=profile.email,
             role=principal.role.value,
             permissions=principal.permission_names,
         )

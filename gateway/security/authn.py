@@ -1,8 +1,10 @@
 """Authentication of bearer credentials: access JWTs and API keys.
 
-JWTs are checked in memory (signature, claims) plus one Redis round trip for revocation (the token's
-`jti` after logout, the user's sessions after disable/role/password change). API keys are checked
-against the database on every request, so a revoked key fails on the very next one.
+JWTs are checked in memory (signature and claims, once per token) plus one Redis round trip for
+revocation (the token's `jti` after logout, the user's sessions after disable/role/password change).
+API keys are checked against a record cached in Redis for a few minutes and a tombstone written before
+the revoking transaction commits, so a revoked key fails on the very next request; a creator's role
+change or disablement invalidates the cached records of their keys (the user's revocation mark).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import structlog
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
@@ -38,42 +41,99 @@ PUBLIC_PREFIXES = ("/schema",)
 
 
 class Revocations:
-    """Redis-held revocation state for access tokens, which expire within minutes anyway."""
+    """Redis-held revocation state, written before the revoking transaction commits.
+
+    Access tokens expire within minutes, so their marks live that long. API keys are revoked in the
+    database too; the tombstone only makes the very next request fail without asking the database.
+    """
 
     def __init__(self, redis: Redis, prefix: str, *, max_ttl: int) -> None:
         self._redis = redis
         self._prefix = prefix
         self._max_ttl = max_ttl
 
-    def _jti(self, jti: str) -> str:
+    def jti_key(self, jti: str) -> str:
         return f"{self._prefix}deny:jti:{jti}"
 
-    def _user(self, user_id: uuid.UUID) -> str:
+    def user_key(self, user_id: uuid.UUID) -> str:
         return f"{self._prefix}revoked:user:{user_id}"
+
+    def api_key_key(self, key_id: uuid.UUID) -> str:
+        return f"{self._prefix}revoked:key:{key_id}"
 
     async def deny_token(self, jti: str, exp: int) -> None:
         ttl = max(int(exp - time.time()) + 5, 1)
-        await self._redis.set(self._jti(jti), "1", ex=ttl)
+        await self._redis.set(self.jti_key(jti), "1", ex=ttl)
 
     async def revoke_user(self, user_id: uuid.UUID) -> None:
-        """Every access token of this user issued until now stops working."""
-        await self._redis.set(self._user(user_id), repr(time.time()), ex=self._max_ttl + 60)
+        """Every access token of this user issued until now stops working; cached key records reload."""
+        await self._redis.set(self.user_key(user_id), repr(time.time()), ex=self._max_ttl + 60)
+
+    async def revoke_api_key(self, key_id: uuid.UUID, expires_at: datetime | None) -> None:
+        ttl = int((expires_at - datetime.now(UTC)).total_seconds()) + 60 if expires_at else 3 * 365 * 86400
+        await self._redis.set(self.api_key_key(key_id), "1", ex=max(ttl, 60))
 
     async def is_revoked(self, jti: str, user_id: uuid.UUID, issued_at: float) -> bool:
-        denied, revoked_after = await self._redis.mget(self._jti(jti), self._user(user_id))
+        denied, revoked_after = await self._redis.mget(self.jti_key(jti), self.user_key(user_id))
         if denied is not None:
             return True
         return revoked_after is not None and issued_at <= float(revoked_after)
 
 
+class KeyRecord(msgspec.Struct, frozen=True):
+    """What authenticating an API key needs, cached in Redis for a few minutes."""
+
+    tenant_id: uuid.UUID
+    secret_hash: str
+    scopes: list[str]
+    expires_at: float | None
+    creator_id: uuid.UUID
+    creator_role: str
+    usable: bool  # not revoked, creator live and enabled
+    filled_at: float
+
+
+KEY_RECORD_TTL = 300  # shorter than a user's revocation mark, which invalidates older records
+MAX_REMEMBERED_KEYS = 50_000
+
+
+class UseThrottle:
+    """Per process: is it time to record this key's use again? Across replicas a key is recorded at most
+    once a minute per replica, which bounds audit volume without a shared round trip per request."""
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._next: dict[uuid.UUID, float] = {}
+
+    def due(self, key_id: uuid.UUID) -> bool:
+        now = time.monotonic()
+        if self._next.get(key_id, 0.0) > now:
+            return False
+        if len(self._next) > MAX_REMEMBERED_KEYS:
+            self._next = {k: v for k, v in self._next.items() if v > now}
+        self._next[key_id] = now + self._interval
+        return True
+
+
 class Authenticator:
     def __init__(
-        self, *, tokens: AccessTokens, revocations: Revocations, db: Database, audit: AuditRecorder
+        self,
+        *,
+        tokens: AccessTokens,
+        revocations: Revocations,
+        db: Database,
+        audit: AuditRecorder,
+        redis: Redis,
+        prefix: str,
     ) -> None:
         self.tokens = tokens
         self.revocations = revocations
         self.db = db
         self.audit = audit
+        self._redis = redis
+        self._prefix = prefix
+        self._creators: dict[uuid.UUID, uuid.UUID] = {}
+        self._use_throttle = UseThrottle(API_KEY_USE_INTERVAL.total_seconds())
 
     async def authenticate(self, credential: str, ctx: AuditContext) -> Principal:
         if credentials.looks_like_api_key(credential):
@@ -104,41 +164,94 @@ class Authenticator:
         parsed = credentials.parse_credential(raw, credentials.API_KEY_PREFIX)
         if parsed is None:
             raise InvalidToken()
-        tenant_id = await self.db.tenant_for_api_key(parsed.id)
-        if tenant_id is None:
+        record = await self._key_record(parsed.id)
+        if (
+            record is None
+            or not record.usable
+            or not credentials.matches(parsed.secret, record.secret_hash)
+            or (record.expires_at is not None and record.expires_at <= time.time())
+        ):
             raise InvalidToken()
-        now = datetime.now(UTC)
-        async with self.db.tenant(tenant_id) as session:
-            keys = ApiKeyRepository(session, tenant_id)
-            key = await keys.get(parsed.id)
-            if key is None or not credentials.matches(parsed.secret, key.secret_hash):
-                raise InvalidToken()
-            if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
-                raise InvalidToken()
-            creator = await UserRepository(session, tenant_id).get_live(key.created_by)
-            if creator is None or creator.disabled:
-                raise InvalidToken()
-            role = Role(creator.role)
+        role = Role(record.creator_role)
+        principal = Principal(
+            tenant_id=record.tenant_id,
+            user_id=record.creator_id,
+            role=role,
             # A key never holds more than its creator holds today.
-            principal = Principal(
-                tenant_id=tenant_id,
-                user_id=creator.id,
-                role=role,
-                grants=restrict(role, key.scopes),
-                via="api_key",
-                api_key_id=key.id,
-            )
-            if await keys.touch(key.id, now, older_than=now - API_KEY_USE_INTERVAL):
-                await self.audit.record(
-                    session,
-                    tenant_id,
-                    ctx,
-                    action="api_key.use",
-                    outcome="success",
-                    actor=Actor("api_key", str(key.id)),
-                    target=Target("api_key", str(key.id)),
-                )
+            grants=restrict(role, record.scopes),
+            via="api_key",
+            api_key_id=parsed.id,
+        )
+        if self._use_throttle.due(parsed.id):
+            await self._record_use(record.tenant_id, parsed.id, ctx)
         return principal
+
+    async def _key_record(self, key_id: uuid.UUID) -> KeyRecord | None:
+        """The key's record in one Redis round trip: cached record, tombstone and creator's revocation mark."""
+        cache_key = f"{self._prefix}apikey:{key_id}"
+        # A key's creator never changes, so once known it rides along in the same MGET.
+        creator = self._creators.get(key_id)
+        names = [cache_key, self.revocations.api_key_key(key_id)]
+        if creator is not None:
+            names.append(self.revocations.user_key(creator))
+        values = await self._redis.mget(names)
+        cached, tombstone = values[0], values[1]
+        if tombstone is not None:
+            return None
+        if cached is not None:
+            record = msgspec.json.decode(cached, type=KeyRecord)
+            if creator == record.creator_id:
+                revoked_after = values[2]
+            else:
+                revoked_after = await self._redis.get(self.revocations.user_key(record.creator_id))
+                self._remember_creator(key_id, record.creator_id)
+            if revoked_after is None or record.filled_at > float(revoked_after):
+                return record
+        # Taken before reading, so a revocation that lands during the read invalidates this record.
+        filled_at = time.time()
+        loaded = await self._load_key(key_id, filled_at)
+        if loaded is not None:
+            self._remember_creator(key_id, loaded.creator_id)
+            await self._redis.set(cache_key, msgspec.json.encode(loaded), ex=KEY_RECORD_TTL)
+        return loaded
+
+    def _remember_creator(self, key_id: uuid.UUID, creator_id: uuid.UUID) -> None:
+        self._creators[key_id] = creator_id
+        if len(self._creators) > MAX_REMEMBERED_KEYS:
+            self._creators.pop(next(iter(self._creators)))
+
+    async def _load_key(self, key_id: uuid.UUID, filled_at: float) -> KeyRecord | None:
+        tenant_id = await self.db.tenant_for_api_key(key_id)
+        if tenant_id is None:
+            return None
+        async with self.db.tenant(tenant_id) as session:
+            key = await ApiKeyRepository(session, tenant_id).get(key_id)
+            if key is None:
+                return None
+            creator = await UserRepository(session, tenant_id).get_live(key.created_by)
+            return KeyRecord(
+                tenant_id=tenant_id,
+                secret_hash=key.secret_hash,
+                scopes=list(key.scopes),
+                expires_at=key.expires_at.timestamp() if key.expires_at else None,
+                creator_id=key.created_by,
+                creator_role=creator.role if creator else Role.VIEWER.value,
+                usable=key.revoked_at is None and creator is not None and not creator.disabled,
+                filled_at=filled_at,
+            )
+
+    async def _record_use(self, tenant_id: uuid.UUID, key_id: uuid.UUID, ctx: AuditContext) -> None:
+        async with self.db.tenant(tenant_id) as session:
+            await ApiKeyRepository(session, tenant_id).touch(key_id, datetime.now(UTC))
+            await self.audit.record(
+                session,
+                tenant_id,
+                ctx,
+                action="api_key.use",
+                outcome="success",
+                actor=Actor("api_key", str(key_id)),
+                target=Target("api_key", str(key_id)),
+            )
 
 
 def bearer(scope: Scope) -> str | None:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.audit import AuditContext, AuditRecorder, Target
 from gateway.errors import Conflict, InvalidCredentials, NotFound, ValidationFailed
+from gateway.identity.profile import ProfileCache
 from gateway.security.authn import Revocations
 from gateway.security.principal import Principal
 from gateway.users.schemas import UserCreate, UserOut, UserPage, UserUpdate
@@ -40,10 +41,18 @@ def checked_password(password: str, *, email: str) -> str:
 
 
 class UserService:
-    def __init__(self, *, hashing: PasswordHashing, revocations: Revocations, audit: AuditRecorder) -> None:
+    def __init__(
+        self,
+        *,
+        hashing: PasswordHashing,
+        revocations: Revocations,
+        audit: AuditRecorder,
+        profiles: ProfileCache,
+    ) -> None:
         self.hashing = hashing
         self.revocations = revocations
         self.audit = audit
+        self.profiles = profiles
 
     async def list(
         self, session: AsyncSession, principal: Principal, *, limit: int | None, cursor: str | None
@@ -189,3 +198,4 @@ class UserService:
         # Before commit: if the commit then fails, the user merely logs in again; the reverse order
         # could leave a disabled user's access tokens alive.
         await self.revocations.revoke_user(user_id)
+        self.profiles.forget(user_id)

@@ -102,3 +102,21 @@ def test_chain_link_is_sha256_of_prev_and_sorted_compact_json() -> None:
         chain.link(chain.GENESIS, event) == hashlib.sha256(chain.GENESIS.encode() + expected_body).hexdigest()
     )
     assert chain.format_at(datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)) == "2026-01-02T03:04:05.000006Z"
+
+
+@pytest.mark.parametrize("request_id", [None, "req-1", 'q"uote\\'])
+def test_split_canonical_reassembles_exactly(request_id: str | None) -> None:
+    event = {
+        "at": "2026-01-01T00:00:00.000000Z",
+        "action": "a.b",
+        "outcome": "success",
+        "actor": {"type": "user", "id": "u"},
+        "target": {"type": None, "id": None},
+        "ip": "::1",
+        "request_id": request_id,
+        "details": {"z": ["ü", 1], "a": {"y": True}},
+    }
+    head, middle, tail = chain.split_canonical(event)
+    prev = "ab" * 32
+    full = {**event, "prev_hash": prev, "seq": 42}
+    assert (head + prev + middle + "42" + tail).encode() == chain.canonical(full)
