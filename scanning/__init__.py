@@ -1,1 +1,1 @@
-"""scanning package (grows in later issues)."""
+"""Scanning: clamd client, libmagic type checks, archive limits, verdict types. Pure of HTTP and DB."""
