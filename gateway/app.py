@@ -35,10 +35,17 @@ from gateway.security.authn import AuthenticationMiddleware, Authenticator, Revo
 from gateway.security.headers import EdgeMiddleware
 from gateway.security.ratelimit import Lockout, RateLimiter
 from gateway.settings import Settings
+from gateway.tus.controllers import TusController, tus_create, tus_options
+from gateway.tus.service import TusService
+from gateway.uploads.controllers import UploadController
+from gateway.uploads.quarantine import LocalQuarantine
+from gateway.uploads.service import UploadService
 from gateway.users.controllers import UserController, change_password
 from gateway.users.service import UserService
+from scanning.clamav import ClamdClient
 from tenants.passwords import PasswordHashing
 from tenants.tokens import AccessTokens
+from workers.queue import ArqQueue
 
 ROUTES: list[ControllerRouterHandler] = [
     live,
@@ -53,6 +60,10 @@ ROUTES: list[ControllerRouterHandler] = [
     ApiKeyController,
     PolicyController,
     AuditController,
+    UploadController,
+    tus_options,  # standalone, see gateway/tus/controllers.py
+    tus_create,
+    TusController,
 ]
 
 
@@ -80,6 +91,11 @@ def create_app(settings: Settings) -> Litestar:
         revocations = Revocations(redis, prefix, max_ttl=auth.access_token_ttl)
         policy = PolicyService(audit=audit)
         profiles = ProfileCache()
+        queue = await ArqQueue.connect(settings)
+        clamd = ClamdClient(settings.scanning.clamd_url) if settings.scanning.clamd_url else None
+        uploads = UploadService(
+            db=db, store=LocalQuarantine(settings.quarantine_root), queue=queue, audit=audit, policy=policy
+        )
         state.update(
             settings=settings,
             db=db,
@@ -106,6 +122,9 @@ def create_app(settings: Settings) -> Litestar:
             api_keys=ApiKeyService(audit=audit, revocations=revocations),
             policy=policy,
             tenants=TenantService(db=db, hashing=hashing, policy=policy, audit=audit),
+            uploads=uploads,
+            tus=TusService(uploads=uploads, redis=redis, prefix=prefix, expiry=settings.scanning.tus_expiry),
+            clamd=clamd,
         )
         # Everything built so far lives as long as the process: move it out of the collector's way, so
         # full collections stay short and do not show up as latency spikes.
@@ -114,6 +133,7 @@ def create_app(settings: Settings) -> Litestar:
         try:
             yield
         finally:
+            await queue.close()
             await redis.aclose()
             await db.dispose()
 

@@ -43,5 +43,8 @@ DEPENDENCIES: dict[str, Provide] = {
     "session": Provide(provide_session),
     "principal": Provide(provide_principal, sync_to_thread=False),
     "ctx": Provide(provide_ctx, sync_to_thread=False),
-    **{name: _from_state(name) for name in ("identity", "users", "api_keys", "policy", "tenants", "audit")},
+    **{
+        name: _from_state(name)
+        for name in ("identity", "users", "api_keys", "policy", "tenants", "audit", "uploads", "tus")
+    },
 }

@@ -35,6 +35,14 @@ async def live() -> Live:
     return Live(status="ok")
 
 
+def _ping(clamd: Any) -> Any:
+    async def ping() -> None:
+        if not await clamd.ping():
+            raise ConnectionError("clamd did not answer PONG")
+
+    return ping
+
+
 async def _probe(check: Any) -> Check:
     try:
         await asyncio.wait_for(check(), CHECK_TIMEOUT)
@@ -53,8 +61,8 @@ async def ready(state: State) -> Response[Ready]:
     checks: dict[str, Check] = {
         "database": await _probe(state.db.ping),
         "redis": await _probe(state.redis.ping) if state.redis is not None else "absent",
-        # clamd joins with the uploads issue; until then it is not configured.
-        "clamd": "absent",
+        # clamd down keeps the gateway ready: uploads wait in quarantine until it returns.
+        "clamd": await _probe(_ping(state.clamd)) if state.clamd is not None else "absent",
     }
     healthy = checks["database"] == "ok" and checks["redis"] != "down"
     return Response(

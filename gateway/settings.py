@@ -69,6 +69,25 @@ class AuthSettings(msgspec.Struct, frozen=True, kw_only=True):
     """FILEGATE_ARGON2_MEMORY_KIB."""
 
 
+class ScanningSettings(msgspec.Struct, frozen=True, kw_only=True):
+    clamd_url: str | None = None
+    """FILEGATE_CLAMD_URL: tcp://host:port or unix:///path; unset means no scanner (uploads wait)."""
+    quarantine_url: str | None = None
+    """FILEGATE_QUARANTINE_URL: file:///path (default <data dir>/quarantine)."""
+    max_tries: int = 8
+    """FILEGATE_SCAN_MAX_TRIES before an upload whose scanner keeps failing becomes scan_failed."""
+    retry_base: float = 5.0
+    """FILEGATE_SCAN_RETRY_BASE seconds; retries back off exponentially from it (capped at 10 minutes)."""
+    job_timeout: int = 900
+    """FILEGATE_SCAN_JOB_TIMEOUT seconds for one scan job."""
+    reconcile_grace: int = 60
+    """FILEGATE_RECONCILE_GRACE seconds before a pending job is re-enqueued by the reconciler."""
+    reconcile_every: int = 30
+    """FILEGATE_RECONCILE_EVERY seconds between reconciler runs in the worker."""
+    tus_expiry: int = 24 * 3600
+    """FILEGATE_TUS_EXPIRY seconds an unfinished tus upload is kept."""
+
+
 class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     """FILEGATE_HOST."""
@@ -97,6 +116,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis: RedisSettings = RedisSettings()
     auth: AuthSettings = AuthSettings()
     server: ServerSettings = ServerSettings()
+    scanning: ScanningSettings = ScanningSettings()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -152,6 +172,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 argon2_time_cost=integer("ARGON2_TIME_COST", 2, minimum=1),
                 argon2_memory_kib=integer("ARGON2_MEMORY_KIB", 19456, minimum=8),
             ),
+            scanning=ScanningSettings(
+                clamd_url=_clamd_url(get("CLAMD_URL")),
+                quarantine_url=_quarantine_url(get("QUARANTINE_URL")),
+                max_tries=integer("SCAN_MAX_TRIES", 8, minimum=1),
+                retry_base=float(integer("SCAN_RETRY_BASE_MS", 5000, minimum=1)) / 1000,
+                job_timeout=integer("SCAN_JOB_TIMEOUT", 900, minimum=5),
+                reconcile_grace=integer("RECONCILE_GRACE", 60, minimum=0),
+                reconcile_every=integer("RECONCILE_EVERY", 30, minimum=1),
+                tus_expiry=integer("TUS_EXPIRY", 24 * 3600, minimum=60),
+            ),
             server=ServerSettings(
                 host=get("HOST") or "127.0.0.1",
                 port=integer("PORT", 8080, minimum=1, maximum=65535),
@@ -179,5 +209,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError("missing required settings: " + ", ".join(missing))
 
     @property
+    def quarantine_root(self) -> Path:
+        url = self.scanning.quarantine_url
+        return Path(url.removeprefix("file://")) if url else self.server.data_dir / "quarantine"
+
+    @property
     def behind_tls(self) -> bool:
         return bool(self.server.public_url and self.server.public_url.startswith("https://"))
+
+
+def _clamd_url(value: str | None) -> str | None:
+    if value is not None and not value.startswith(("tcp://", "unix://")):
+        raise SettingsError(f"{ENV_PREFIX}CLAMD_URL must be tcp://host:port or unix:///path")
+    return value
+
+
+def _quarantine_url(value: str | None) -> str | None:
+    if value is not None and not value.startswith("file:///"):
+        # The S3-backed quarantine arrives with the S3 connector; refuse rather than ignore.
+        raise SettingsError(f"{ENV_PREFIX}QUARANTINE_URL must be file:///absolute/path")
+    return value

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway.audit import models as _audit_models  # noqa: F401  (registers the audit tables)
+from gateway.uploads import models as _upload_models  # noqa: F401  (registers the upload tables)
 from tenants.models import Base
 
 config = context.config

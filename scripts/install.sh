@@ -11,9 +11,11 @@ want_test=0
 SUDO=""
 if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null; then SUDO="sudo"; fi
 
-# libmagic1: python-magic (uploads). Only installed when missing, so no apt-get update on a warm machine.
+# libmagic1: python-magic (uploads). clamav-daemon: clamd, which scripts/clamd.sh runs privately (the
+# package's own service is not needed); clamav-testfiles and zip: samples for the scanning tests. Only
+# installed when missing, so no apt-get update on a warm machine.
 missing=()
-for pkg in libmagic1; do
+for pkg in libmagic1 clamav-daemon clamav-testfiles zip; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if ((${#missing[@]})); then

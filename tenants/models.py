@@ -134,6 +134,8 @@ class TenantPolicy(Base):
     allowed_types: Mapped[list[str]] = mapped_column(ARRAY(Text))
     archive_limits: Mapped[dict[str, Any]] = mapped_column()
     infected_action: Mapped[str] = mapped_column(String(16))
+    # What a file clamd could not fully scan becomes: "rejected" or "scan_failed" (never clean).
+    unscannable_action: Mapped[str] = mapped_column(String(16), server_default=text("'rejected'"))
     retention_days: Mapped[int] = mapped_column()
     cors_origins: Mapped[list[str]] = mapped_column(ARRAY(Text))
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())

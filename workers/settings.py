@@ -8,42 +8,91 @@ from arq import cron, func
 from arq.connections import RedisSettings
 from arq.typing import WorkerCoroutine
 
+from gateway.audit import AuditRecorder
 from gateway.db import Database, create_engine
+from gateway.policy.service import PolicyService
 from gateway.settings import Settings
-from workers import maintenance  # noqa: F401  (registers its tasks)
-from workers.registry import TASKS, TaskSpec, job_context
+from gateway.uploads.pipeline import ScanPipeline
+from gateway.uploads.quarantine import LocalQuarantine
+from scanning.clamav import ClamdClient
+from workers import maintenance, scan  # noqa: F401  (register their tasks)
+from workers.queue import ArqQueue, queue_name
+from workers.registry import TASKS, Services, TaskSpec, job_context
 
 
-def _wrap(spec: TaskSpec) -> Any:
+def _wrap(spec: TaskSpec, settings: Settings) -> Any:
     async def run(raw_ctx: dict[str, Any], *args: Any) -> Any:
         return await spec.fn(job_context(raw_ctx), *args)
 
     run.__name__ = spec.name
     coroutine = cast(WorkerCoroutine, run)
-    return func(coroutine, name=spec.name, max_tries=spec.max_tries, timeout=spec.timeout)
+    # keep_result=0: a finished job leaves nothing behind, so the reconciler may queue its id again.
+    return func(
+        coroutine,
+        name=spec.name,
+        max_tries=spec.max_tries(settings),
+        timeout=spec.timeout(settings),
+        keep_result=0,
+    )
+
+
+def build_services(settings: Settings, redis: Any) -> Services:
+    db = Database(create_engine(settings))
+    audit = AuditRecorder(db)
+    policy = PolicyService(audit=audit)
+    store = LocalQuarantine(settings.quarantine_root)
+    clamd = ClamdClient(settings.scanning.clamd_url) if settings.scanning.clamd_url else None
+    return Services(
+        settings=settings,
+        db=db,
+        store=store,
+        queue=ArqQueue(redis, queue_name(settings)),
+        policy=policy,
+        pipeline=ScanPipeline(
+            db=db, store=store, clamd=clamd, audit=audit, policy=policy, settings=settings.scanning
+        ),
+    )
 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:
-    """The arq settings mapping for `arq.worker.run_worker`."""
+    """The arq settings mapping for `arq.worker.run_worker` (or `Worker(**...)` in tests)."""
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        ctx["settings"] = settings
-        ctx["db"] = Database(create_engine(settings))
+        ctx["services"] = build_services(settings, ctx["redis"])
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
-        await ctx["db"].dispose()
+        await ctx["services"].db.dispose()
 
-    functions = [_wrap(spec) for spec in TASKS.values()]
-    purge = next(f for f in functions if f.name == "purge_expired_refresh_tokens")
+    functions = {spec.name: _wrap(spec, settings) for spec in TASKS.values()}
+    every = settings.scanning.reconcile_every
     return {
-        "functions": functions,
+        "functions": list(functions.values()),
         "cron_jobs": [
-            cron(purge.coroutine, name="cron:purge_expired_refresh_tokens", minute={17}, run_at_startup=False)
+            cron(
+                functions["purge_expired_refresh_tokens"].coroutine,
+                name="cron:purge_refresh_tokens",
+                minute={17},
+                run_at_startup=False,
+            ),
+            cron(
+                functions["reconcile_uploads"].coroutine,
+                name="cron:reconcile_uploads",
+                second=set(range(0, 60, every)) if every < 60 else {0},
+                run_at_startup=True,
+                unique=True,
+            ),
+            cron(
+                functions["upload_retention"].coroutine,
+                name="cron:upload_retention",
+                minute={41},
+                run_at_startup=False,
+            ),
         ],
         "redis_settings": RedisSettings.from_dsn(settings.redis.url or ""),
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
-        "queue_name": f"{settings.redis.key_prefix}queue",
+        "queue_name": queue_name(settings),
         "health_check_key": f"{settings.redis.key_prefix}worker:health",
         "handle_signals": True,
+        "max_jobs": 4,
     }

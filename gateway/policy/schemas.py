@@ -30,5 +30,7 @@ class Policy(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     )
     archive_limits: ArchiveLimits = msgspec.field(default_factory=ArchiveLimits)
     infected_action: Literal["keep", "delete"] = "keep"
+    unscannable_action: Literal["rejected", "scan_failed"] = "rejected"
+    """What a file the scanner could not fully scan (over its limits, encrypted) becomes; never clean."""
     retention_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30
     cors_origins: Annotated[list[Origin], msgspec.Meta(max_length=100)] = msgspec.field(default_factory=list)

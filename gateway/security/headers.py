@@ -14,7 +14,8 @@ log = structlog.get_logger("filegate.http")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
-API_CSP = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+# `sandbox`: even a served file opened directly in a browser cannot run script or reach our origin.
+API_CSP = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'; sandbox"
 # The docs page loads its renderer script; it is never served with tokens.
 DOCS_CSP = (
     b"default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "

@@ -10,6 +10,8 @@ from litestar import Litestar
 from tests.factories import create_api_key, create_tenant, create_user
 
 BODIES = {"PATCH": {"role": "user"}, "PUT": {}, "POST": {}}
+TUS = {"Tus-Resumable": "1.0.0"}
+TUS = {"Tus-Resumable": "1.0.0"}
 
 
 def id_routes(app: Litestar) -> list[tuple[str, str]]:
@@ -32,16 +34,39 @@ async def test_every_id_route_hides_other_tenants_resources(client) -> None:
     b = await create_tenant(client)
     b_user, b_session = await create_user(client, b, "manager")
     b_key = await create_api_key(client, b.admin, ["users.read"])
-    ids = {"user_id": b_user["id"], "key_id": b_key["id"]}
+    upload = await client.post(
+        "/v1/uploads", content=b"hello", headers={**b.admin.headers, "Content-Type": "text/plain"}
+    )
+    tus = await client.post("/v1/tus", headers={**b.admin.headers, **TUS, "Upload-Length": "10"})
+    assert upload.status_code == 202
+    assert tus.status_code == 201
+    ids = {"user_id": b_user["id"], "key_id": b_key["id"], "upload_id": upload.json()["id"]}
+    tus_ids = {**ids, "upload_id": tus.headers["location"].rsplit("/", 1)[1]}
 
     routes = id_routes(client.app)
-    assert {p for _, p in routes} >= {"/v1/users/{user_id:uuid}", "/v1/api-keys/{key_id:uuid}"}
+    assert {p for _, p in routes} >= {
+        "/v1/users/{user_id:uuid}",
+        "/v1/api-keys/{key_id:uuid}",
+        "/v1/uploads/{upload_id:uuid}",
+        "/v1/tus/{upload_id:uuid}",
+    }
     for method, template in routes:
+        is_tus = template.startswith("/v1/tus/")
         missing = {k: str(uuid.uuid4()) for k in ids}
-        for label, values in (("B's", ids), ("missing", missing)):
-            r = await client.request(
-                method, fill(template, values), headers=a.admin.headers, json=BODIES.get(method)
-            )
+        for label, values in (("B's", tus_ids if is_tus else ids), ("missing", missing)):
+            if is_tus:
+                # A well-formed tus request, so that only the id decides.
+                headers = {
+                    **a.admin.headers,
+                    **TUS,
+                    "Upload-Offset": "0",
+                    "Content-Type": "application/offset+octet-stream",
+                }
+                r = await client.request(method, fill(template, values), headers=headers, content=b"x")
+            else:
+                r = await client.request(
+                    method, fill(template, values), headers=a.admin.headers, json=BODIES.get(method)
+                )
             assert r.status_code == 404, f"{method} {template} with {label} id: {r.status_code} {r.text}"
             assert r.json()["code"] == "not_found"
 

@@ -1,0 +1,1 @@
+"""Uploads: streamed ingest into quarantine, scanning pipeline, release of clean files."""

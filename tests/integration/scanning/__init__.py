@@ -1,0 +1,1 @@
+"""The clamd client against a real, private clamd (scripts/clamd.sh)."""
