@@ -14,6 +14,8 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.exc import DBAPIError
 
 log = structlog.get_logger("filegate.errors")
 
@@ -233,8 +235,25 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
     )
 
 
+def handle_dependency_down(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    """A lost database or Redis connection is the service being unavailable, not a bug: 503, retry soon."""
+    if isinstance(exc, DBAPIError) and not exc.connection_invalidated:
+        return handle_unexpected(request, exc)
+    log.warning("http.dependency_unavailable", error_type=type(exc).__name__, path=request.url.path)
+    return problem_response(
+        request,
+        status=503,
+        code="service_unavailable",
+        title="Service unavailable",
+        detail="A backing service is unavailable; retry shortly.",
+        headers={"Retry-After": "2"},
+    )
+
+
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     FilegateError: handle_filegate_error,
     HTTPException: handle_http_exception,
+    DBAPIError: handle_dependency_down,
+    RedisConnectionError: handle_dependency_down,
     Exception: handle_unexpected,
 }

@@ -78,8 +78,9 @@ class ScanningSettings(msgspec.Struct, frozen=True, kw_only=True):
     """FILEGATE_SCAN_MAX_TRIES before an upload whose scanner keeps failing becomes scan_failed."""
     retry_base: float = 5.0
     """FILEGATE_SCAN_RETRY_BASE seconds; retries back off exponentially from it (capped at 10 minutes)."""
-    job_timeout: int = 900
-    """FILEGATE_SCAN_JOB_TIMEOUT seconds for one scan job."""
+    job_timeout: int = 300
+    """FILEGATE_SCAN_JOB_TIMEOUT seconds for a job (every job's timeout is capped by it); a killed worker's
+    job is retried by another worker this long + 10 s after it started."""
     reconcile_grace: int = 60
     """FILEGATE_RECONCILE_GRACE seconds before a pending job is re-enqueued by the reconciler."""
     reconcile_every: int = 30
@@ -177,7 +178,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 quarantine_url=_quarantine_url(get("QUARANTINE_URL")),
                 max_tries=integer("SCAN_MAX_TRIES", 8, minimum=1),
                 retry_base=float(integer("SCAN_RETRY_BASE_MS", 5000, minimum=1)) / 1000,
-                job_timeout=integer("SCAN_JOB_TIMEOUT", 900, minimum=5),
+                job_timeout=integer("SCAN_JOB_TIMEOUT", 300, minimum=2),
                 reconcile_grace=integer("RECONCILE_GRACE", 60, minimum=0),
                 reconcile_every=integer("RECONCILE_EVERY", 30, minimum=1),
                 tus_expiry=integer("TUS_EXPIRY", 24 * 3600, minimum=60),

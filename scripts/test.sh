@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install.sh --test
 ./scripts/services.sh
+./scripts/npm.sh tests/e2e/js   # tus-js-client for the e2e test
 
 echo "== ruff"
 .venv/bin/ruff check .

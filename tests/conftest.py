@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -48,13 +48,23 @@ async def _recreate(db: TestDatabase) -> None:
         await admin.close()
 
 
+async def _drop(db: TestDatabase) -> None:
+    admin = await asyncpg.connect(db.dsn(db.owner_url.rsplit("/", 1)[0] + "/postgres"))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{db.name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
 @pytest.fixture(scope="session")
-def test_db(worker_id: str) -> TestDatabase:
-    """A database for this xdist worker, built by the real Alembic migrations."""
-    db = TestDatabase(f"filegate_test_{worker_id}")
+def test_db(worker_id: str) -> Iterator[TestDatabase]:
+    """A database for this xdist worker of this session, built by the real Alembic migrations."""
+    # Unique per session too: two test runs on one machine must not drop each other's database.
+    db = TestDatabase(f"filegate_test_{worker_id}_{uuid.uuid4().hex[:8]}")
     asyncio.run(_recreate(db))
     upgrade(db.owner_url, APP_ROLE)
-    return db
+    yield db
+    asyncio.run(_drop(db))
 
 
 @pytest.fixture

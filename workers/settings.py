@@ -31,7 +31,9 @@ def _wrap(spec: TaskSpec, settings: Settings) -> Any:
         coroutine,
         name=spec.name,
         max_tries=spec.max_tries(settings),
-        timeout=spec.timeout(settings),
+        # arq keeps a job "in progress" for the LONGEST timeout of all functions + 10 s, and only then lets
+        # another worker retry the job of a worker that was killed: capping every timeout bounds recovery.
+        timeout=min(spec.timeout(settings), settings.scanning.job_timeout),
         keep_result=0,
     )
 
@@ -94,5 +96,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "queue_name": queue_name(settings),
         "health_check_key": f"{settings.redis.key_prefix}worker:health",
         "handle_signals": True,
+        # Also the timeout of the cron jobs, which would otherwise stretch the in-progress lease (see _wrap).
+        "job_timeout": settings.scanning.job_timeout,
         "max_jobs": 4,
     }

@@ -32,6 +32,10 @@ _BASE_HEADERS = [
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
 ]
 HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
+# tus requires Tus-Resumable on every answer, errors included; those are built by the exception handler,
+# outside any route's middleware, so the edge adds it.
+TUS_PREFIX = "/v1/tus"
+TUS_RESUMABLE = (b"tus-resumable", b"1.0.0")
 
 
 def request_id_for(scope: Scope) -> str:
@@ -62,6 +66,7 @@ class EdgeMiddleware:
         scope.setdefault("state", {})["request_id"] = rid
         path: str = scope.get("path", "")
         is_docs = path == "/schema" or (path.startswith("/schema/") and not path.endswith(".json"))
+        is_tus = path.startswith(TUS_PREFIX)
         started = time.perf_counter()
         status_holder: dict[str, int] = {}
 
@@ -78,6 +83,8 @@ class EdgeMiddleware:
                 headers.append((b"cache-control", b"no-store"))
                 if self.hsts:
                     headers.append(HSTS)
+                if is_tus and not any(k == b"tus-resumable" for k, _ in headers):
+                    headers.append(TUS_RESUMABLE)
                 message = {**message, "headers": headers}
             await send(message)
 

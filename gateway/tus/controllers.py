@@ -80,7 +80,7 @@ async def tus_options(request: Request[Any, Any, Any], tus: TusService) -> Respo
 @post("/v1/tus", guards=GUARDS, request_max_body_size=None, status_code=201, include_in_schema=False)
 async def tus_create(
     request: Request[Any, Any, Any], tus: TusService, principal: Principal, ctx: AuditContext
-) -> Response[None]:
+) -> Response[bytes]:
     """tus creation (and creation-with-upload when a body comes along)."""
     _version(request)
     has_body = int(request.headers.get("content-length") or 0) > 0 or "transfer-encoding" in request.headers
@@ -93,7 +93,7 @@ async def tus_create(
         checksum=request.headers.get("upload-checksum"),
     )
     headers = {**_state_headers(state), "Location": f"/v1/tus/{state.id}"}
-    return Response(None, status_code=201, headers=headers)
+    return Response(b"", status_code=201, headers=headers, media_type="text/plain")
 
 
 class TusController(Controller):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from scanning import samples
 from tests.e2e.conftest import PASSWORD
 
 
@@ -84,6 +85,26 @@ def test_filegate_dev_runs_everything_embedded(tmp_path: Path) -> None:
         assert me.status_code == 200
         assert me.json()["user_id"] == created["admin_user_id"]
         assert me.json()["role"] == "admin"
+        assert ready.json()["checks"]["clamd"] == "ok"
+
+        # The embedded worker and clamd scan a real upload to its verdict.
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        up = httpx.post(
+            f"{url}/v1/uploads",
+            content=samples.png_bytes(),
+            headers={
+                **headers,
+                "Content-Type": "image/png",
+                "Content-Disposition": 'attachment; filename="a.png"',
+            },
+        )
+        assert up.status_code == 202, up.text
+        state = up.json()["state"]
+        deadline = time.monotonic() + 60
+        while state in ("quarantined", "scanning") and time.monotonic() < deadline:
+            time.sleep(0.2)
+            state = httpx.get(f"{url}/v1/uploads/{up.json()['id']}", headers=headers).json()["state"]
+        assert state == "clean"
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:
@@ -93,6 +114,12 @@ def test_filegate_dev_runs_everything_embedded(tmp_path: Path) -> None:
         log.close()
     # Ctrl-C stops the private servers too.
     assert not (tmp_path / "var" / "embedded.json").exists()
+    assert (
+        subprocess.run(
+            ["scripts/clamd.sh", "status", str(tmp_path / "var" / "clamd")], capture_output=True, check=False
+        ).returncode
+        == 3
+    )  # stopped
     postmaster = tmp_path / "var" / "postgres" / "postmaster.pid"
     for _ in range(50):
         if not postmaster.exists():

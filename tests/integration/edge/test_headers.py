@@ -118,3 +118,22 @@ async def test_duplicate_slug_is_a_conflict(client) -> None:
     r = await client.post("/v1/tenants", json=body, headers=h)
     assert r.status_code == 409
     assert r.json()["code"] == "conflict"
+
+
+async def test_lost_database_connections_are_503_never_500_and_recover(client, owner_conn, test_db) -> None:
+    from tests.factories import create_tenant
+
+    t = await create_tenant(client)
+    for _ in range(4):
+        assert (await client.get("/v1/users", headers=t.admin.headers)).status_code == 200
+    killed = await owner_conn.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND usename = $2",
+        test_db.name,
+        "filegate_app",
+    )
+    assert killed >= 1
+    codes = [(await client.get("/v1/users", headers=t.admin.headers)).status_code for _ in range(12)]
+    assert set(codes) <= {200, 503}, codes
+    assert codes[-1] == 200
+    r = await client.get("/v1/users", headers=t.admin.headers)
+    assert r.status_code == 200
