@@ -164,3 +164,38 @@ def test_no_secret_reaches_the_logs(live_server) -> None:
     # The secret halves of credentials, too (a prefix-only redaction would leak them).
     for cred in (key.json()["key"], refreshed["refresh_token"]):
         assert cred.rsplit("_", 1)[1] not in text
+
+
+def _raw_request(url: str, head: str, body: bytes, *, shut: bool = True) -> bytes:
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    with socket.create_connection((parsed.hostname, parsed.port)) as s:
+        s.sendall(head.encode() + body)
+        if shut:
+            s.shutdown(socket.SHUT_WR)
+        s.settimeout(10)
+        chunks = []
+        try:
+            while data := s.recv(65536):
+                chunks.append(data)
+        except OSError:
+            pass
+    return b"".join(chunks)
+
+
+def test_lying_content_length_stores_nothing(live_server) -> None:
+    """A body shorter than its Content-Length (connection closed early) never becomes an upload."""
+    t = make_tenant(live_server)
+    head = (
+        f"POST /v1/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t.access_token}\r\n"
+        f'Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="a.bin"\r\n'
+        f"Content-Length: 100000\r\n\r\n"
+    )
+    answer = _raw_request(live_server.url, head, b"x" * 5000)
+    assert b" 500 " not in answer.split(b"\r\n", 1)[0]
+    listed = httpx.get(f"{live_server.url}/v1/uploads", headers={"Authorization": f"Bearer {t.access_token}"})
+    assert listed.json()["items"] == []
+    quarantine = __import__("pathlib").Path(live_server.env["FILEGATE_DATA_DIR"]) / "quarantine" / t.id
+    assert not quarantine.exists() or list(quarantine.iterdir()) == []
