@@ -111,3 +111,32 @@ def make_tenant(server: LiveServer) -> Tenant:
     )
     assert login.status_code == 200, login.text
     return Tenant(r.json()["id"], slug, email, login.json()["access_token"], login.json()["refresh_token"])
+
+
+def cli_tenant_create(
+    env: dict[str, str], *, name: str, slug: str, email: str
+) -> subprocess.CompletedProcess[str]:
+    """`filegate tenant create ... --json` as an operator types it."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "tenant",
+            "create",
+            "--name",
+            name,
+            "--slug",
+            slug,
+            "--admin-email",
+            email,
+            "--admin-password",
+            PASSWORD,
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

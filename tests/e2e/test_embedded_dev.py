@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from scanning import samples
-from tests.e2e.conftest import PASSWORD
+from tests.e2e.conftest import PASSWORD, cli_tenant_create
 
 
 def _port() -> int:
@@ -52,29 +52,7 @@ def test_filegate_dev_runs_everything_embedded(tmp_path: Path) -> None:
         assert ready.json()["checks"]["redis"] == "ok"
 
         # `filegate tenant create` finds the running embedded servers through the data directory.
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "gateway.cli",
-                "tenant",
-                "create",
-                "--name",
-                "Acme",
-                "--slug",
-                "acme",
-                "--admin-email",
-                "admin@acme.test",
-                "--admin-password",
-                PASSWORD,
-                "--json",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        out = cli_tenant_create(env, name="Acme", slug="acme", email="admin@acme.test")
         assert out.returncode == 0, out.stderr
         created = json.loads(out.stdout)
         login = httpx.post(

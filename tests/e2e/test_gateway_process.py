@@ -3,40 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import httpx
 import pyotp
 
-from tests.e2e.conftest import PASSWORD, make_tenant
+from tests.e2e.conftest import PASSWORD, cli_tenant_create, make_tenant
 
 
 def test_cli_tenant_create_then_login_and_me(live_server) -> None:
     slug = "cli-" + live_server.env["FILEGATE_PORT"]
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "tenant",
-            "create",
-            "--name",
-            "Cli Co",
-            "--slug",
-            slug,
-            "--admin-email",
-            f"admin@{slug}.test",
-            "--admin-password",
-            PASSWORD,
-            "--json",
-        ],
-        env=live_server.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    out = cli_tenant_create(live_server.env, name="Cli Co", slug=slug, email=f"admin@{slug}.test")
     assert out.returncode == 0, out.stderr
     created = json.loads(out.stdout)  # stdout is only the JSON
     assert set(created) == {"id", "name", "slug", "admin_user_id", "created_at"}
@@ -49,29 +25,7 @@ def test_cli_tenant_create_then_login_and_me(live_server) -> None:
         f"{live_server.url}/v1/me", headers={"Authorization": f"Bearer {r.json()['access_token']}"}
     )
     assert me.json()["user_id"] == created["admin_user_id"]
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "tenant",
-            "create",
-            "--name",
-            "Cli Co",
-            "--slug",
-            slug,
-            "--admin-email",
-            f"admin@{slug}.test",
-            "--admin-password",
-            PASSWORD,
-            "--json",
-        ],
-        env=live_server.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    again = cli_tenant_create(live_server.env, name="Cli Co", slug=slug, email=f"admin@{slug}.test")
     assert again.returncode != 0
     assert "conflict" in again.stderr
 
