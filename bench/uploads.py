@@ -4,8 +4,9 @@ Runs a real `filegate serve` (one process) against the machine's PostgreSQL and 
 its own, and puts every number next to a peer measured in the same run (this machine is shared and noisy):
   1. one 1 GiB file of random bytes, streamed from disk, into the gateway by raw POST and multipart (curl
      -T / -F) and by tus in 8 MiB PATCHes (tuspy), with no scan worker running; peers: the same file and
-     tus client against @tus/server + FileStore (bench/js/tus_server.mjs), and curl -T into
-     bench/receiver.py (granian + uvloop, body to disk with SHA-256: loopback HTTP + disk, nothing else);
+     tus client against @tus/server + FileStore (bench/js/tus_server.mjs; it never fsyncs), and curl -T
+     into bench/receiver.py (granian + uvloop, body to disk with SHA-256 and one fsync, as the gateway
+     does: loopback HTTP + disk, nothing else);
   2. peak RSS of the gateway's process tree while 100 concurrent 20 MB raw POSTs arrive (sampled every
      50 ms); peer: the same burst into the receiver;
   3. 202 (last byte received) → `clean` for 1 MB uploads at a steady rate, with `filegate worker` and a
@@ -13,7 +14,7 @@ its own, and puts every number next to a peer measured in the same run (this mac
   4. the pipeline's scan rate on a 500 MB upload (verdict.scanned_at - quarantined) against clamd's own
      INSTREAM rate (bench/clamd_stream.py's raw writer); the file's first bytes change before every
      scan, so clamd's clean-file cache never answers.
-MB = 10^6 bytes. Needs curl, node/npm (runs `npm ci` in bench/js when node_modules is missing) and clamd.
+MB = 10^6 bytes. Needs curl, clamd and node/npm (scripts/npm.sh installs bench/js from its lockfile).
 
     .venv/bin/python bench/uploads.py [--runs 3] [--rate 10] [--seconds 20] [--scan-runs 2]
 """
@@ -26,6 +27,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -93,9 +95,12 @@ def database() -> Iterator[str]:
 
 @contextlib.contextmanager
 def process(name: str, cmd: list[str], env: dict[str, str], logs: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A child process whose output goes to logs/<name>.log; terminated (then killed) on the way out."""
+    """A child process whose output goes to logs/<name>.log; terminated (then killed) on the way out.
+
+    It gets a process group of its own, so Ctrl-C reaches only this script, which stops its children in
+    order (a gateway that died first would turn the cleanup's own requests into errors)."""
     with (logs / f"{name}.log").open("wb") as log:
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, process_group=0)
     try:
         yield proc
     finally:
@@ -109,6 +114,7 @@ def process(name: str, cmd: list[str], env: dict[str, str], logs: Path) -> Itera
 
 @contextlib.contextmanager
 def private_clamd(tmp: Path) -> Iterator[str]:
+    """scripts/clamd.sh on a free port (our test signatures only unless CLAMD_OFFICIAL says otherwise)."""
     directory, port = tmp / "clamd", free_port()
     script = str(ROOT / "scripts" / "clamd.sh")
     env = {**os.environ, "CLAMD_OFFICIAL": os.environ.get("CLAMD_OFFICIAL", "0")}
@@ -195,18 +201,8 @@ def empty_dir(path: Path) -> None:
 # --- clients ---------------------------------------------------------------------------------------------
 def curl_post(url: str, path: Path, headers: dict[str, str], *, form: bool = False) -> tuple[float, dict]:
     """POST a file streamed from disk (curl -T raw body, or -F multipart field `file`); (seconds, JSON)."""
-    cmd = [
-        "curl",
-        "-sS",
-        "--max-time",
-        "900",
-        "-X",
-        "POST",
-        "-H",
-        "Expect:",
-        "-w",
-        "\n%{http_code} %{time_total}",
-    ]
+    cmd = ["curl", "-sS", "--max-time", "900", "-X", "POST", "-H", "Expect:"]
+    cmd += ["-w", "\n%{http_code} %{time_total}"]
     for k, v in (headers if form else {**headers, **RAW_HEADERS}).items():
         cmd += ["-H", f"{k}: {v}"]
     cmd += ["-F", f"file=@{path};type=application/octet-stream;filename=x.bin"] if form else ["-T", str(path)]
@@ -345,7 +341,7 @@ def start(stack: contextlib.ExitStack, tmp: Path) -> Bench:
 
 # --- the four measurements --------------------------------------------------------------------------------
 def ingest(b: Bench, payload: Path, runs: int) -> dict[str, list[float]]:
-    """MB/s of each way in, `runs` times, interleaved (a noisy minute hurts all alike)."""
+    """MB/s of each way in, `runs` times, interleaved and rotated (a noisy minute hurts all alike)."""
     uploads = f"{b.url}/v1/uploads"
     ways: dict[str, tuple[Callable[[], float], Callable[[], None]]] = {
         "gateway raw POST (curl -T)": (lambda: curl_post(uploads, payload, b.headers)[0], b.purge),
@@ -353,11 +349,11 @@ def ingest(b: Bench, payload: Path, runs: int) -> dict[str, list[float]]:
             lambda: curl_post(uploads, payload, b.headers, form=True)[0],
             b.purge,
         ),
-        "gateway tus, 8 MiB PATCHes (tuspy)": (
+        "gateway tus (tuspy, 8 MiB PATCHes)": (
             lambda: tus_post(f"{b.url}/v1/tus", payload, b.headers),
             b.purge,
         ),
-        "@tus/server FileStore (tuspy)": (
+        "@tus/server FileStore (same client)": (
             lambda: tus_post(b.tus_node_url, payload, {}),
             lambda: empty_dir(b.tus_node_dir),
         ),
@@ -367,10 +363,13 @@ def ingest(b: Bench, payload: Path, runs: int) -> dict[str, list[float]]:
         ),
     }
     rates: dict[str, list[float]] = {name: [] for name in ways}
-    for _ in range(runs):
-        for name, (send, cleanup) in ways.items():
+    names = list(ways)
+    for i in range(runs):
+        for name in names[i:] + names[:i]:  # each run starts with another one
+            send, cleanup = ways[name]
             rates[name].append(payload.stat().st_size / MB / send())
             cleanup()
+            os.sync()  # @tus/file-store never syncs: its dirty pages must not slow down whoever is next
             print(f"  {name:36} {rates[name][-1]:7.1f} MB/s", flush=True)
     return rates
 
@@ -391,22 +390,32 @@ def burst(b: Bench, n: int) -> dict[str, tuple[int, int, float]]:
     return results
 
 
-async def to_clean(b: Bench, *, rate: float, seconds: float) -> list[float]:
-    """1 MB uploads at `rate`/s; per upload, seconds from its 202 until GET says `clean` (inf: never)."""
+async def to_clean(b: Bench, *, rate: float, seconds: float) -> list[tuple[float, float]]:
+    """1 MB uploads at `rate`/s. Per upload: seconds from its 202 until GET says `clean`, and the server's
+    own quarantined -> verdict.scanned_at (to tell queueing and scanning from our polling); inf: never."""
+    never = (float("inf"), float("inf"))
     async with httpx.AsyncClient(base_url=b.url, headers=b.headers, timeout=60) as client:
 
-        async def one(start_in: float) -> float:
+        async def one(start_in: float) -> tuple[float, float]:
             await asyncio.sleep(start_in)
             r = await client.post("/v1/uploads", content=os.urandom(MB), headers=RAW_HEADERS)
             received = time.perf_counter()
-            upload_id = r.raise_for_status().json()["id"]
-            while (state := (await client.get(f"/v1/uploads/{upload_id}")).json()["state"]) in PENDING:
+            created = r.raise_for_status().json()
+            while (upload := (await client.get(f"/v1/uploads/{created['id']}")).json())["state"] in PENDING:
                 if time.perf_counter() - received > 60:
-                    return float("inf")
+                    return never
                 await asyncio.sleep(POLL)
-            return time.perf_counter() - received if state == "clean" else float("inf")
+            if upload["state"] != "clean":
+                return never
+            return time.perf_counter() - received, server_seconds(created, upload)
 
         return list(await asyncio.gather(*(one(i / rate) for i in range(int(rate * seconds)))))
+
+
+def server_seconds(created: dict, decided: dict) -> float:
+    """From the 202's `updated_at` (the upload became quarantined) to the verdict's `scanned_at`."""
+    quarantined = datetime.fromisoformat(created["updated_at"])
+    return (datetime.fromisoformat(decided["verdict"]["scanned_at"]) - quarantined).total_seconds()
 
 
 def clamd_small(b: Bench, n: int = 20) -> list[float]:
@@ -445,9 +454,7 @@ def scan_rates(b: Bench, path: Path, runs: int) -> tuple[list[float], list[float
         wall = time.perf_counter() - received
         if upload["state"] != "clean":
             raise RuntimeError(f"500 MB upload ended {upload['state']} ({upload['reason']}); clamd: {answer}")
-        quarantined = datetime.fromisoformat(created["updated_at"])
-        scanned = datetime.fromisoformat(upload["verdict"]["scanned_at"])
-        pipeline.append(size / (scanned - quarantined).total_seconds())
+        pipeline.append(size / server_seconds(created, upload))
         print(
             f"  clamd INSTREAM {raw[-1]:6.1f} MB/s; pipeline {pipeline[-1]:6.1f} MB/s "
             f"(202 -> clean seen after {wall:.2f} s)",
@@ -463,16 +470,23 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def versions() -> str:
+def versions(clamd_url: str) -> str:
     tus_server = json.loads((JS / "node_modules/@tus/server/package.json").read_text())["version"]
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
     curl = subprocess.run(["curl", "--version"], capture_output=True, text=True).stdout.split()[1]
-    return f"granian {granian.__version__}, @tus/server {tus_server} (node {node}), curl {curl}, {os.cpu_count()} cores"
+    host, port = clamd_url.removeprefix("tcp://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"zVERSION\0")
+        clamd = sock.recv(256).rstrip(b"\0").decode()
+    return (
+        f"granian {granian.__version__}, @tus/server {tus_server} (node {node}), curl {curl}, {clamd}, "
+        f"{os.cpu_count()} cores"
+    )
 
 
 def row(measure: str, result: str, peer: str = "", target: str = "", met: bool | None = None) -> None:
     verdict = "" if met is None else "met" if met else "NOT met"
-    print(f"  {measure:46} {result:32} {peer:36} {target:14} {verdict}".rstrip())
+    print(f"  {measure:50} {result:32} {peer:36} {target:14} {verdict}".rstrip())
 
 
 def report(r: dict, args: argparse.Namespace) -> None:
@@ -495,13 +509,17 @@ def report(r: dict, args: argparse.Namespace) -> None:
         gw_peak < 400 * MB,
     )
     row("  time for the burst", f"{gw_s:5.2f} s", f"receiver {rx_s:.2f} s")
-    lat, floor_lat = r["latency"], r["clamd_small"]
+    lat, server = [x[0] for x in r["latency"]], [x[1] for x in r["latency"]]
     row(
         f"202 -> clean, 1 MB at {args.rate:g}/s for {args.seconds:g} s",
         f"p50 {pct(lat, 0.5) * 1000:5.0f}, p99 {pct(lat, 0.99) * 1000:5.0f} ms",
-        f"clamd alone, 1 MB: p50 {pct(floor_lat, 0.5) * 1000:.0f} ms",
+        f"clamd alone, 1 MB: p50 {pct(r['clamd_small'], 0.5) * 1000:.0f} ms",
         "p50 < 300 ms",
         pct(lat, 0.5) < 0.3,
+    )
+    row(
+        "  of which quarantined -> scanned_at (server)",
+        f"p50 {pct(server, 0.5) * 1000:5.0f}, p99 {pct(server, 0.99) * 1000:5.0f} ms",
     )
     if lost := sum(1 for x in lat if x == float("inf")):
         row("  not clean within 60 s", f"{lost} of {len(lat)}")
@@ -518,8 +536,8 @@ def report(r: dict, args: argparse.Namespace) -> None:
 
 # --- one run ----------------------------------------------------------------------------------------------
 def run(args: argparse.Namespace, stack: contextlib.ExitStack, tmp: Path) -> dict:
-    results: dict = {"versions": versions()}
     b = start(stack, tmp)
+    results: dict = {"versions": versions(b.clamd_url)}
     print("1. ingest of 1 GiB (no scan worker)", flush=True)
     payload = random_file(tmp / "payload.bin", GiB)
     results["ingest"] = ingest(b, payload, args.runs)
@@ -547,21 +565,22 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--scan-runs", type=int, default=2)
     args = ap.parse_args()
-    for tool in ("curl", "node", "npm"):
-        if not shutil.which(tool):
-            sys.exit(f"bench: {tool} is needed")
-    if not (JS / "node_modules" / "@tus" / "server").is_dir():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=JS, check=True)
+    if not shutil.which("curl"):
+        sys.exit("bench: curl is needed")
+    subprocess.run([str(ROOT / "scripts" / "npm.sh"), str(JS)], check=True)  # @tus/server (npm ci once)
     started = time.perf_counter()
-    with contextlib.ExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="filegate-bench-uploads-")))
-        try:
-            results = run(args, stack, tmp)
-        except BaseException:
-            for log in sorted((tmp / "logs").glob("*.log")):
-                if tail := log.read_text(errors="replace")[-2000:].strip():
-                    print(f"--- {log.name} (last lines)\n{tail}", file=sys.stderr)
-            raise
+    try:
+        with contextlib.ExitStack() as stack:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="filegate-bench-uploads-")))
+            try:
+                results = run(args, stack, tmp)
+            except Exception:
+                for log in sorted((tmp / "logs").glob("*.log")):
+                    if tail := log.read_text(errors="replace")[-2000:].strip():
+                        print(f"--- {log.name} (last lines)\n{tail}", file=sys.stderr)
+                raise
+    except KeyboardInterrupt:
+        sys.exit("bench: interrupted; everything it started has been stopped and removed")
     results["elapsed"] = time.perf_counter() - started
     report(results, args)
 

@@ -38,7 +38,7 @@ from gateway.settings import Settings
 from gateway.tus.controllers import TusController, tus_create, tus_options
 from gateway.tus.service import TusService
 from gateway.uploads.controllers import UploadController
-from gateway.uploads.quarantine import LocalQuarantine
+from gateway.uploads.quarantine import quarantine_store
 from gateway.uploads.service import UploadService
 from gateway.users.controllers import UserController, change_password
 from gateway.users.service import UserService
@@ -94,7 +94,7 @@ def create_app(settings: Settings) -> Litestar:
         queue = await ArqQueue.connect(settings)
         clamd = ClamdClient(settings.scanning.clamd_url) if settings.scanning.clamd_url else None
         uploads = UploadService(
-            db=db, store=LocalQuarantine(settings.quarantine_root), queue=queue, audit=audit, policy=policy
+            db=db, store=quarantine_store(settings), queue=queue, audit=audit, policy=policy
         )
         state.update(
             settings=settings,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -73,7 +74,15 @@ class ScanningSettings(msgspec.Struct, frozen=True, kw_only=True):
     clamd_url: str | None = None
     """FILEGATE_CLAMD_URL: tcp://host:port or unix:///path; unset means no scanner (uploads wait)."""
     quarantine_url: str | None = None
-    """FILEGATE_QUARANTINE_URL: file:///path (default <data dir>/quarantine)."""
+    """FILEGATE_QUARANTINE_URL: file:///path (default <data dir>/quarantine), or s3://bucket[/prefix] for a
+    quarantine shared by gateways and workers on several hosts (objects <prefix>/<tenant_id>/<upload_id>;
+    credentials from boto3's default chain: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE,
+    an instance or task role)."""
+    quarantine_endpoint: str | None = None
+    """FILEGATE_QUARANTINE_ENDPOINT: the S3 endpoint URL (http[s]://host:port) for anything but AWS
+    (SeaweedFS, MinIO, Ceph; path-style addressing); unset means AWS S3."""
+    quarantine_region: str = "us-east-1"
+    """FILEGATE_QUARANTINE_REGION: the S3 region of the quarantine bucket."""
     max_tries: int = 8
     """FILEGATE_SCAN_MAX_TRIES before an upload whose scanner keeps failing becomes scan_failed."""
     retry_base: float = 5.0
@@ -176,6 +185,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             scanning=ScanningSettings(
                 clamd_url=_clamd_url(get("CLAMD_URL")),
                 quarantine_url=_quarantine_url(get("QUARANTINE_URL")),
+                quarantine_endpoint=_endpoint_url(get("QUARANTINE_ENDPOINT")),
+                quarantine_region=_region(get("QUARANTINE_REGION")),
                 max_tries=integer("SCAN_MAX_TRIES", 8, minimum=1),
                 retry_base=float(integer("SCAN_RETRY_BASE_MS", 5000, minimum=1)) / 1000,
                 job_timeout=integer("SCAN_JOB_TIMEOUT", 300, minimum=2),
@@ -211,8 +222,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def quarantine_root(self) -> Path:
+        """The local quarantine's directory (when FILEGATE_QUARANTINE_URL is not an s3:// URL)."""
         url = self.scanning.quarantine_url
-        return Path(url.removeprefix("file://")) if url else self.server.data_dir / "quarantine"
+        if url and url.startswith("file://"):
+            return Path(url.removeprefix("file://"))
+        return self.server.data_dir / "quarantine"
+
+    @property
+    def scan_scratch(self) -> Path:
+        """Where a worker copies an object of a remote quarantine to scan it (private temporary dirs)."""
+        return self.server.data_dir / "scan-tmp"
 
     @property
     def behind_tls(self) -> bool:
@@ -225,8 +244,33 @@ def _clamd_url(value: str | None) -> str | None:
     return value
 
 
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_OBJECT_PREFIX = re.compile(r"[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*")
+_REGION = re.compile(r"[a-z0-9-]{1,40}")
+
+
 def _quarantine_url(value: str | None) -> str | None:
-    if value is not None and not value.startswith("file:///"):
-        # The S3-backed quarantine arrives with the S3 connector; refuse rather than ignore.
-        raise SettingsError(f"{ENV_PREFIX}QUARANTINE_URL must be file:///absolute/path")
+    if value is None or value.startswith("file:///"):
+        return value
+    if value.startswith("s3://"):
+        bucket, _, prefix = value.removeprefix("s3://").partition("/")
+        prefix = prefix.strip("/")
+        if _BUCKET.fullmatch(bucket) and (
+            not prefix or (_OBJECT_PREFIX.fullmatch(prefix) and ".." not in prefix.split("/"))
+        ):
+            return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+    raise SettingsError(f"{ENV_PREFIX}QUARANTINE_URL must be file:///absolute/path or s3://bucket[/prefix]")
+
+
+def _endpoint_url(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"https?://[^/\s]+/?", value):
+        raise SettingsError(f"{ENV_PREFIX}QUARANTINE_ENDPOINT must be http[s]://host[:port]")
+    return value
+
+
+def _region(value: str | None) -> str:
+    if value is None:
+        return "us-east-1"
+    if not _REGION.fullmatch(value):
+        raise SettingsError(f"{ENV_PREFIX}QUARANTINE_REGION must be an S3 region name such as eu-west-1")
     return value

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import hmac
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,7 @@ from gateway.uploads.repository import UploadRepository
 from gateway.uploads.service import FileTooLarge, IncomingFile, UploadService, checked_path, normalise_type
 
 LOCK_TTL = 30.0
+RUNNING_HASHES = 1024
 LOCK_WAIT = 5.0
 
 
@@ -51,6 +53,7 @@ class TusService:
         self.redis = redis
         self.prefix = prefix
         self.expiry = expiry
+        self._hashes: OrderedDict[uuid.UUID, tuple[int, Any]] = OrderedDict()
 
     async def max_size(self, principal: Principal | None, ceiling: int) -> int:
         if principal is None:
@@ -136,10 +139,11 @@ class TusService:
                 raise OffsetMismatch(f"Upload-Offset must be {upload.size}")
             length = upload.expected_size or 0
             hasher = hashlib.new(expected[0]) if expected else None
+            running = self._running_hash(upload_id, offset)
             try:
                 written, _ = await self.uploads.store.write(
                     upload.storage_key,
-                    _hashing(body, hasher),
+                    _hashing(_hashing(body, hasher), running),
                     limit=length,
                     offset=offset,
                     verify=(lambda: _check(hasher, expected)) if expected else None,
@@ -157,6 +161,8 @@ class TusService:
                 )
             if moved is None:
                 raise NotFound()
+            if running is not None:
+                self._remember_hash(upload_id, new_offset, running)
             if new_offset == length:
                 await self._finish(principal, ctx, upload_id, new_offset)
             return TusState(upload_id, new_offset, length, moved.expires_at)
@@ -165,10 +171,30 @@ class TusService:
             with contextlib.suppress(LockError):
                 await lock.release()
 
+    def _running_hash(self, upload_id: uuid.UUID, offset: int) -> Any:
+        """A copy of this process's SHA-256 of the upload up to `offset`, or None when it did not see it all.
+
+        The copy is fed during the PATCH and kept only if the PATCH succeeds, so a discarded chunk never
+        pollutes it. Another replica serving a chunk simply means a full re-read at the end.
+        """
+        if offset == 0:
+            return hashlib.sha256()
+        known = self._hashes.get(upload_id)
+        return known[1].copy() if known and known[0] == offset else None
+
+    def _remember_hash(self, upload_id: uuid.UUID, offset: int, hasher: Any) -> None:
+        self._hashes[upload_id] = (offset, hasher)
+        self._hashes.move_to_end(upload_id)
+        while len(self._hashes) > RUNNING_HASHES:
+            self._hashes.popitem(last=False)
+
     async def _finish(self, principal: Principal, ctx: AuditContext, upload_id: uuid.UUID, size: int) -> None:
-        """The last byte arrived: hash the whole file and hand it to the scan pipeline under the same id."""
+        """The last byte arrived: make it one file, hash it and hand it to the scan pipeline under the same id."""
         key = quarantine_key(principal.tenant_id, upload_id)
-        digest = await self.uploads.store.sha256(key)
+        await self.uploads.store.seal(key)
+        known = self._hashes.pop(upload_id, None)
+        # This process saw every byte in order: its running hash is the file's; otherwise read it back.
+        digest = known[1].hexdigest() if known and known[0] == size else await self.uploads.store.sha256(key)
         await self.uploads.quarantine(
             principal.tenant_id, upload_id, size=size, sha256=digest, ctx=ctx, actor_principal=principal
         )

@@ -13,6 +13,7 @@ import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import structlog
 
@@ -23,7 +24,7 @@ from gateway.policy.schemas import Policy
 from gateway.policy.service import PolicyService
 from gateway.settings import ScanningSettings
 from gateway.uploads.models import PENDING_SCAN, Upload, UploadState
-from gateway.uploads.quarantine import QuarantineStore, SupportsLocalPath
+from gateway.uploads.quarantine import QuarantineStore, local_copy
 from gateway.uploads.repository import OutboxRepository, UploadRepository
 from scanning.clamav import ClamdClient
 from scanning.filetype import TypePolicy, check_file
@@ -69,6 +70,7 @@ class ScanPipeline:
         audit: AuditRecorder,
         policy: PolicyService,
         settings: ScanningSettings,
+        scratch_dir: Path | None = None,
     ) -> None:
         self.db = db
         self.store = store
@@ -76,6 +78,8 @@ class ScanPipeline:
         self.audit = audit
         self.policy = policy
         self.settings = settings
+        # Where an object of a remote store (S3) is copied to be scanned (see `local_copy`).
+        self.scratch_dir = scratch_dir
 
     async def run(
         self, tenant_id: uuid.UUID, upload_id: uuid.UUID, *, request_id: str | None = None
@@ -93,17 +97,19 @@ class ScanPipeline:
                 await OutboxRepository(session, tenant_id).done(upload_id, SCAN_UPLOAD, datetime.now(UTC))
                 return Decided(None)
             policy = await self.policy.get(session, tenant_id)
-        if not isinstance(self.store, SupportsLocalPath):
-            raise TypeError("the scan pipeline needs a quarantine whose files it can open")
-        path = self.store.local_path(upload.storage_key)
-
-        check = await asyncio.to_thread(
-            check_file,
-            path,
-            declared_type=upload.declared_type,
-            filename=upload.filename,
-            policy=type_policy(policy),
-        )
+        # The scanners open a file: the local store's own, or a private copy of a remote store's object,
+        # removed once the scan is over.
+        verdict: Clean | Infected | ScanError | None = None
+        async with local_copy(self.store, upload.storage_key, self.scratch_dir) as path:
+            check = await asyncio.to_thread(
+                check_file,
+                path,
+                declared_type=upload.declared_type,
+                filename=upload.filename,
+                policy=type_policy(policy),
+            )
+            if check.decision is None and self.clamd is not None:
+                verdict = await self.clamd.scan_file(path, size_hint=upload.size)
         if check.decision is not None:
             return await self._decide(
                 tenant_id,
@@ -115,12 +121,8 @@ class ScanPipeline:
                 reason=check.decision.reason,
                 detail=check.decision.detail,
             )
-        if self.clamd is None:
-            verdict: Clean | Infected | ScanError = ScanError(
-                "scanner_unavailable", "no scanner is configured"
-            )
-        else:
-            verdict = await self.clamd.scan_file(path, size_hint=upload.size)
+        if verdict is None:
+            verdict = ScanError("scanner_unavailable", "no scanner is configured")
 
         match verdict:
             case Clean(scanner=scanner, database_version=db_version):

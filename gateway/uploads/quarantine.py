@@ -1,7 +1,9 @@
 """The quarantine store: where bytes wait until they are scanned. One small interface, keys per tenant.
 
 Keys are always `<tenant_id>/<upload_id>`, built here from UUIDs and never from client input, so no
-stored file can escape its tenant's prefix. The local store keeps files 0600 in 0700 directories.
+stored file can escape its tenant's prefix. The local store keeps files 0600 in 0700 directories; the S3
+store (gateway/uploads/s3_quarantine.py) keeps objects `<prefix>/<tenant_id>/<upload_id>`.
+`quarantine_store(settings)` is the one way to build the configured store.
 """
 
 from __future__ import annotations
@@ -10,10 +12,15 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
 
 WRITE_BUFFER = 1024 * 1024
 READ_CHUNK = 1024 * 1024
@@ -49,6 +56,10 @@ class QuarantineStore(Protocol):
     async def delete(self, key: str) -> None: ...
 
     async def sha256(self, key: str) -> str: ...
+
+    async def seal(self, key: str) -> None:
+        """All bytes of an upload written at offsets have arrived: make them one object (before hashing)."""
+        ...
 
 
 @runtime_checkable
@@ -131,9 +142,62 @@ class LocalQuarantine:
     async def sha256(self, key: str) -> str:
         return await asyncio.to_thread(_hash_file, self.local_path(key))
 
+    async def seal(self, key: str) -> None:
+        """A local file is written in place at every offset: it is one file already. Only an upload that
+        never wrote a byte (tus `Upload-Length: 0`) gets its empty file here."""
+        await asyncio.to_thread(_touch, self.local_path(key))
+
+
+def quarantine_store(settings: Settings) -> QuarantineStore:
+    """The store FILEGATE_QUARANTINE_URL names: file:///path (or the data dir's) or s3://bucket[/prefix]."""
+    url = settings.scanning.quarantine_url
+    if url is not None and url.startswith("s3://"):
+        from gateway.uploads.s3_quarantine import S3Quarantine  # boto3 only where it is used
+
+        bucket, _, prefix = url.removeprefix("s3://").partition("/")
+        return S3Quarantine(
+            bucket,
+            prefix,
+            endpoint_url=settings.scanning.quarantine_endpoint,
+            region=settings.scanning.quarantine_region,
+        )
+    return LocalQuarantine(settings.quarantine_root)
+
+
+@contextlib.asynccontextmanager
+async def local_copy(store: QuarantineStore, key: str, directory: Path | None = None) -> AsyncIterator[Path]:
+    """A file with the content of `key` for the scanners (libmagic, the archive walker, clamd) to open.
+
+    A local store answers its own file. Any other store's object is copied into a private temporary
+    directory (0700, made in `directory`, default the system's) that is removed on the way out,
+    whatever happens.
+    """
+    if isinstance(store, SupportsLocalPath):
+        yield store.local_path(key)
+        return
+    parent = directory if directory is not None else Path(tempfile.gettempdir())
+    await asyncio.to_thread(parent.mkdir, mode=0o700, parents=True, exist_ok=True)
+    scratch = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="scan-", dir=parent))
+    try:
+        path = scratch / "content"
+        fd = await asyncio.to_thread(os.open, path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            async for chunk in store.read(key):
+                await asyncio.to_thread(_write_all, fd, chunk)
+        finally:
+            await asyncio.to_thread(_close, fd)
+        yield path
+    finally:
+        await asyncio.to_thread(shutil.rmtree, scratch, True)
+
 
 def _prepare(path: Path) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def _touch(path: Path) -> None:
+    _prepare(path)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
 def _write_all(fd: int, data: bytes) -> None:

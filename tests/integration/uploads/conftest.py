@@ -35,7 +35,7 @@ def run_worker(settings: Settings) -> RunWorker:
     async def run(timeout: float = 60, **overrides: Any) -> None:
         ws = worker_settings(msgspec.structs.replace(settings, **overrides) if overrides else settings)
         ws.update(cron_jobs=[], handle_signals=False)  # the tests call the reconciler themselves
-        worker = Worker(**ws, burst=True, poll_delay=0.02)
+        worker = Worker(**ws, burst=True)
         try:
             await asyncio.wait_for(worker.main(), timeout)
         finally:
