@@ -25,7 +25,7 @@ from gateway.health import MetricsController, live, ready
 from gateway.identity.controllers import AuthController, jwks, me
 from gateway.identity.profile import ProfileCache
 from gateway.identity.service import IdentityService
-from gateway.keys import load_keyring
+from gateway.keys import load_credentials, load_keyring
 from gateway.operator.controllers import create_tenant
 from gateway.operator.service import TenantService
 from gateway.policy.controllers import PolicyController
@@ -71,6 +71,7 @@ def create_app(settings: Settings) -> Litestar:
     """Build the gateway. Engines, pools and services are created in the lifespan, never at import."""
     settings.require("DATABASE_URL", "REDIS_URL")
     ring = load_keyring(settings)
+    credentials = load_credentials(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -117,6 +118,7 @@ def create_app(settings: Settings) -> Litestar:
                 ),
                 audit=audit,
                 profiles=profiles,
+                credentials=credentials,
             ),
             users=UserService(hashing=hashing, revocations=revocations, audit=audit, profiles=profiles),
             api_keys=ApiKeyService(audit=audit, revocations=revocations),

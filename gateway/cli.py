@@ -57,9 +57,10 @@ def dev(port: int | None) -> None:
         migrate.upgrade(
             settings.database.migrate_url, settings.database.app_role, app_url=settings.database.url
         )
-        from gateway.keys import load_keyring
+        from gateway.keys import load_credentials, load_keyring
 
-        load_keyring(settings)  # create the key ring once, before several processes race to
+        load_keyring(settings)  # create the key rings once, before several processes race to
+        load_credentials(settings)
         worker = subprocess.Popen([sys.executable, "-m", "gateway.cli", "worker"])
         try:
             click.echo(
@@ -242,6 +243,59 @@ def jwt_rotate(keyring: Path | None) -> None:
     click.echo(
         f"filegate: signing key {ring.current.kid} is current; {len(ring.keys)} key(s) in {path}", err=True
     )
+
+
+@main.group()
+def keys() -> None:
+    """Credential-manager keys (FILEGATE_KEYRING)."""
+
+
+@keys.command("rotate")
+def keys_rotate() -> None:
+    """Add a new key and rewrap every stored secret under it; rerun after a kill to finish the job.
+
+    A new key is added only when every secret is already under the newest one; otherwise the previous
+    rotation is resumed. Gateways and workers read the ring at start: roll them afterwards.
+    """
+    from connectors.credentials import CredentialManager, LocalKeyRing
+    from gateway import rotation
+    from gateway.db import Database, create_engine
+    from gateway.keys import credential_keyring_path, load_credentials
+
+    settings = _settings()
+    try:
+        settings.require("DATABASE_URL")
+        source = settings.auth.keyring or str(credential_keyring_path(settings))
+        if settings.auth.keyring and settings.auth.keyring.lstrip().startswith("{"):
+            _fail("FILEGATE_KEYRING holds the keys inline; rotate them where they are kept, then run this")
+        load_credentials(settings)  # creates the embedded ring when absent
+    except SettingsError as exc:
+        _fail(str(exc))
+    path = Path(source)
+
+    async def run() -> None:
+        db = Database(create_engine(settings))
+        try:
+            ring = LocalKeyRing.load(source)
+            if await rotation.pending(db, CredentialManager(ring)) == 0:
+                ring = ring.with_new_key()
+                ring.save(path)
+                click.echo(f"filegate: key {ring.current_version} added to {path}", err=True)
+            else:
+                click.echo(f"filegate: resuming the rotation to key {ring.current_version}", err=True)
+            credentials = CredentialManager(ring)
+            total = await rotation.pending(db, credentials)
+            with click.progressbar(length=total, label="rewrapping", file=sys.stderr) as bar:
+                done, unreadable = await rotation.rewrap_all(db, credentials, bar.update)
+            click.echo(f"filegate: {done} secret(s) rewrapped under key {ring.current_version}", err=True)
+            if unreadable:
+                _fail(
+                    f"{unreadable} stored secret(s) do not open with this key ring; they were left as they are"
+                )
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from connectors.credentials import CredentialManager, LocalKeyRing
+from connectors.credentials import KeyRingError as CredentialKeyRingError
 from gateway.settings import Settings, SettingsError
 from tenants.tokens import KeyRing, KeyRingError
 
@@ -25,3 +27,25 @@ def load_keyring(settings: Settings) -> KeyRing:
     ring = KeyRing.generate()
     ring.save(path)
     return ring
+
+
+def credential_keyring_path(settings: Settings) -> Path:
+    return settings.server.data_dir / "keys" / "credentials.json"
+
+
+def load_credentials(settings: Settings) -> CredentialManager:
+    """The credential manager over FILEGATE_KEYRING; embedded mode generates a ring, production refuses."""
+    source = settings.auth.keyring
+    if source is None:
+        if settings.server.mode == "production":
+            raise SettingsError(
+                "FILEGATE_KEYRING is required in production (create it with `filegate keys rotate`)"
+            )
+        path = credential_keyring_path(settings)
+        if not path.exists():
+            LocalKeyRing.generate().save(path)
+        source = str(path)
+    try:
+        return CredentialManager(LocalKeyRing.load(source))
+    except CredentialKeyRingError as exc:
+        raise SettingsError(f"FILEGATE_KEYRING: {exc}") from None

@@ -64,6 +64,9 @@ class AuthSettings(msgspec.Struct, frozen=True, kw_only=True):
     """FILEGATE_REFRESH_IP_LIMIT refreshes per minute per client address."""
     operator_token: str | None = None
     """FILEGATE_OPERATOR_TOKEN: unset disables the operator API (the CLI still works)."""
+    keyring: str | None = None
+    """FILEGATE_KEYRING: credential-manager keys, a JSON file's path or the JSON itself (generated in
+    embedded mode; required in production)."""
     argon2_time_cost: int = 2
     """FILEGATE_ARGON2_TIME_COST (OWASP: m=19 MiB, t=2, p=1)."""
     argon2_memory_kib: int = 19456
@@ -179,6 +182,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 login_account_limit=integer("LOGIN_ACCOUNT_LIMIT", 10, minimum=1),
                 refresh_ip_limit=integer("REFRESH_IP_LIMIT", 60, minimum=1),
                 operator_token=get("OPERATOR_TOKEN"),
+                keyring=get("KEYRING"),
                 argon2_time_cost=integer("ARGON2_TIME_COST", 2, minimum=1),
                 argon2_memory_kib=integer("ARGON2_MEMORY_KIB", 19456, minimum=8),
             ),
@@ -215,6 +219,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "MIGRATE_DATABASE_URL": self.database.migrate_url,
             "REDIS_URL": self.redis.url,
             "JWT_KEYRING": self.auth.jwt_keyring,
+            "KEYRING": self.auth.keyring,
         }
         missing = [ENV_PREFIX + n for n in names if not present.get(n)]
         if missing:

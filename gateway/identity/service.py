@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from connectors.credentials import Binding, CredentialError, CredentialManager
 from gateway.audit import Actor, AuditContext, AuditRecorder, Target
 from gateway.db import Database
 from gateway.errors import (
@@ -39,6 +40,10 @@ from tenants.tokens import AccessTokens
 log = structlog.get_logger("filegate.identity")
 
 
+def totp_binding(tenant_id: uuid.UUID, user_id: uuid.UUID) -> Binding:
+    return Binding(str(tenant_id), str(user_id), "totp")
+
+
 class InvalidTotpCode(FilegateError):
     code = "invalid_totp"
     status = 400
@@ -58,6 +63,7 @@ class IdentityService:
         lockout: Lockout,
         audit: AuditRecorder,
         profiles: ProfileCache,
+        credentials: CredentialManager,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -68,6 +74,21 @@ class IdentityService:
         self.lockout = lockout
         self.audit = audit
         self.profiles = profiles
+        self.credentials = credentials
+
+    def _totp_secret(self, tenant_id: uuid.UUID, user: User) -> str | None:
+        """The user's TOTP secret; None (and a security alert) when the stored value does not open here."""
+        assert user.totp_secret is not None
+        try:
+            return self.credentials.open(user.totp_secret, totp_binding(tenant_id, user.id)).decode()
+        except CredentialError:
+            log.warning(
+                "security.alert",
+                kind="totp_secret_unreadable",
+                tenant_id=str(tenant_id),
+                user_id=str(user.id),
+            )
+            return None
 
     # --- login ---------------------------------------------------------------------------------------
     async def login(
@@ -156,7 +177,8 @@ class IdentityService:
         self, session: AsyncSession, tenant_id: uuid.UUID, user: User, code: str
     ) -> bool:
         assert user.totp_secret is not None
-        step = totp.accepted_step(user.totp_secret, code.strip(), last_step=user.totp_last_step)
+        secret = self._totp_secret(tenant_id, user)
+        step = totp.accepted_step(secret, code.strip(), last_step=user.totp_last_step) if secret else None
         if step is not None:
             user.totp_last_step = step
             return True
@@ -278,7 +300,8 @@ class IdentityService:
         if user.totp_enabled:
             raise Conflict("TOTP is already enabled for this account")
         secret = totp.new_secret()
-        user.totp_secret = secret
+        # Stored sealed by the credential manager, bound to this tenant, user and purpose.
+        user.totp_secret = self.credentials.seal(secret.encode(), totp_binding(principal.tenant_id, user.id))
         user.totp_last_step = 0
         await self.audit.record(
             session,
@@ -304,7 +327,8 @@ class IdentityService:
             raise Conflict("TOTP is already enabled for this account")
         if not user.totp_secret:
             raise Conflict("start enrollment first")
-        step = totp.accepted_step(user.totp_secret, code.strip(), last_step=user.totp_last_step)
+        secret = self._totp_secret(tenant_id, user)
+        step = totp.accepted_step(secret, code.strip(), last_step=user.totp_last_step) if secret else None
         if step is None:
             raise InvalidTotpCode("the code does not match; check the device clock")
         user.totp_last_step = step
