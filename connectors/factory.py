@@ -1,0 +1,69 @@
+"""Building a connector from a connection's kind, config and (opened) secrets.
+
+`Endpoints` holds what the operator decides, not the tenant: the base URLs of Microsoft's login and Graph
+services and of the Instagram Graph API (configurable so tests can point them at local fakes), the local
+connector's directory, and whether a tenant may point a connector at a private address. SDK modules are
+imported only when their kind is used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from connectors.base import Connector, Publisher
+from connectors.endpoints import check_endpoint
+from connectors.schemas import (
+    AzureBlobConfig,
+    AzureBlobSecrets,
+    Config,
+    InstagramConfig,
+    InstagramSecrets,
+    LocalConfig,
+    S3Config,
+    S3Secrets,
+    Secrets,
+    SharePointConfig,
+    SharePointSecrets,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    local_root: Path  # `<data>/storage`: every local connection's base_path lives under it
+    login_url: str = "https://login.microsoftonline.com"
+    graph_url: str = "https://graph.microsoft.com"
+    instagram_url: str = "https://graph.instagram.com"
+    allow_private: bool = False  # may a tenant's endpoint_url/account_url name a private address?
+    # Azurite (and some S3-compatible servers) need a pinned API version; None uses the SDK's.
+    azure_api_version: str | None = None
+
+
+def open_connector(config: Config, secrets: Secrets, endpoints: Endpoints) -> Connector | Publisher:
+    """The connector for one connection. Raises ConnectorError for an endpoint that is not allowed."""
+    match config, secrets:
+        case LocalConfig(base_path=base_path), _:
+            from connectors.local import LocalConnector
+            from connectors.paths import normalize_base
+
+            return LocalConnector(endpoints.local_root / normalize_base(base_path))
+        case S3Config(), S3Secrets():
+            from connectors.s3 import S3Connector
+
+            if config.endpoint_url:
+                check_endpoint(config.endpoint_url, allow_private=endpoints.allow_private)
+            return S3Connector(config, secrets)
+        case AzureBlobConfig(), AzureBlobSecrets():
+            from connectors.azure_blob import AzureBlobConnector
+
+            check_endpoint(config.account_url, allow_private=endpoints.allow_private)
+            return AzureBlobConnector(config, secrets, endpoints)
+        case SharePointConfig(), SharePointSecrets():
+            from connectors.sharepoint import SharePointConnector
+
+            return SharePointConnector(config, secrets, endpoints)
+        case InstagramConfig(), InstagramSecrets():
+            from connectors.instagram import InstagramPublisher
+
+            return InstagramPublisher(config, secrets, endpoints)
+    raise TypeError("config and secrets of different kinds")  # pragma: no cover
