@@ -128,3 +128,12 @@ class Publisher(Protocol):
     async def test(self) -> str: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class TokenRefresher(Protocol):
+    """A connector whose long-lived token must be exchanged for a fresh one before it expires."""
+
+    async def refresh_token(self) -> tuple[str, int]:
+        """A new token and its lifetime in seconds; the old one may stop working."""
+        ...

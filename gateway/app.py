@@ -18,6 +18,8 @@ from gateway.api_keys.controllers import ApiKeyController
 from gateway.api_keys.service import ApiKeyService
 from gateway.audit import AuditRecorder
 from gateway.audit.controllers import AuditController
+from gateway.connections.controllers import ConnectionController, media_link
+from gateway.connections.wiring import connection_services
 from gateway.db import Database, create_engine
 from gateway.deps import DEPENDENCIES
 from gateway.errors import EXCEPTION_HANDLERS
@@ -64,6 +66,8 @@ ROUTES: list[ControllerRouterHandler] = [
     tus_options,  # standalone, see gateway/tus/controllers.py
     tus_create,
     TusController,
+    ConnectionController,
+    media_link,
 ]
 
 
@@ -94,8 +98,10 @@ def create_app(settings: Settings) -> Litestar:
         profiles = ProfileCache()
         queue = await ArqQueue.connect(settings)
         clamd = ClamdClient(settings.scanning.clamd_url) if settings.scanning.clamd_url else None
-        uploads = UploadService(
-            db=db, store=quarantine_store(settings), queue=queue, audit=audit, policy=policy
+        store = quarantine_store(settings)
+        uploads = UploadService(db=db, store=store, queue=queue, audit=audit, policy=policy)
+        wired = connection_services(
+            settings, db=db, audit=audit, store=store, ring=ring, credentials=credentials
         )
         state.update(
             settings=settings,
@@ -127,6 +133,8 @@ def create_app(settings: Settings) -> Litestar:
             uploads=uploads,
             tus=TusService(uploads=uploads, redis=redis, prefix=prefix, expiry=settings.scanning.tus_expiry),
             clamd=clamd,
+            connections=wired.connections,
+            publishing=wired.publishing,
         )
         # Everything built so far lives as long as the process: move it out of the collector's way, so
         # full collections stay short and do not show up as latency spikes.

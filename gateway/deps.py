@@ -45,6 +45,17 @@ DEPENDENCIES: dict[str, Provide] = {
     "ctx": Provide(provide_ctx, sync_to_thread=False),
     **{
         name: _from_state(name)
-        for name in ("identity", "users", "api_keys", "policy", "tenants", "audit", "uploads", "tus")
+        for name in (
+            "identity",
+            "users",
+            "api_keys",
+            "policy",
+            "tenants",
+            "audit",
+            "uploads",
+            "tus",
+            "connections",
+            "publishing",
+        )
     },
 }

@@ -17,6 +17,8 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import DBAPIError
 
+from connectors.base import ConnectorError
+
 log = structlog.get_logger("filegate.errors")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -250,8 +252,32 @@ def handle_dependency_down(request: Request[Any, Any, Any], exc: Exception) -> R
     )
 
 
+# A connector's failure as the client sees it: the remote service's problem is a 502/503, never a 500.
+_CONNECTOR_STATUS: dict[str, tuple[int, str]] = {
+    "object_not_found": (404, "Object not found"),
+    "invalid_key": (400, "Key not allowed"),
+    "connector_auth_failed": (502, "The destination refused the connection's credentials"),
+    "connector_throttled": (503, "The destination is throttling requests"),
+    "connector_unavailable": (502, "The destination is unavailable"),
+    "connector_rejected": (422, "The destination refused the request"),
+    "unsupported_operation": (409, "Not supported by this kind of connection"),
+}
+
+
+def handle_connector_error(request: Request[Any, Any, Any], exc: ConnectorError) -> Response[Problem]:
+    status, title = _CONNECTOR_STATUS.get(exc.code, (502, "The destination failed"))
+    headers = {}
+    if exc.retry_after is not None or exc.retryable:
+        headers["Retry-After"] = str(max(1, round(exc.retry_after or 5)))
+    log.info("http.connector_error", code=exc.code, path=request.url.path)
+    return problem_response(
+        request, status=status, code=exc.code, title=title, detail=exc.detail, headers=headers
+    )
+
+
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     FilegateError: handle_filegate_error,
+    ConnectorError: handle_connector_error,
     HTTPException: handle_http_exception,
     DBAPIError: handle_dependency_down,
     RedisConnectionError: handle_dependency_down,

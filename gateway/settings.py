@@ -101,6 +101,29 @@ class ScanningSettings(msgspec.Struct, frozen=True, kw_only=True):
     """FILEGATE_TUS_EXPIRY seconds an unfinished tus upload is kept."""
 
 
+class ConnectorSettings(msgspec.Struct, frozen=True, kw_only=True):
+    allow_private: bool = False
+    """FILEGATE_CONNECTOR_ALLOW_PRIVATE: may a tenant point a connector (S3 endpoint_url, Azure account_url)
+    at a private, loopback or link-local address? Off by default (the gateway's own network is not a
+    tenant's storage); on for local S3-compatible servers and Azurite in development."""
+    login_url: str = "https://login.microsoftonline.com"
+    """FILEGATE_MS_LOGIN_URL: Microsoft identity platform base URL (SharePoint app-only tokens)."""
+    graph_url: str = "https://graph.microsoft.com"
+    """FILEGATE_MS_GRAPH_URL: Microsoft Graph base URL (SharePoint drives)."""
+    instagram_url: str = "https://graph.instagram.com"
+    """FILEGATE_INSTAGRAM_GRAPH_URL: Instagram Graph API base URL."""
+    azure_api_version: str | None = None
+    """FILEGATE_AZURE_API_VERSION: pin the Azure Storage API version (Azurite needs an older one)."""
+    delivery_max_tries: int = 6
+    """FILEGATE_DELIVERY_MAX_TRIES before a delivery that keeps failing becomes delivery_failed."""
+    delivery_retry_base: float = 5.0
+    """FILEGATE_DELIVERY_RETRY_BASE_MS/1000 seconds; delivery retries back off exponentially from it."""
+    media_url_ttl: int = 900
+    """FILEGATE_MEDIA_URL_TTL seconds a signed media URL (fetched by the Instagram Graph API) is valid."""
+    token_refresh_days: int = 7
+    """FILEGATE_TOKEN_REFRESH_DAYS: refresh a long-lived connector token this many days before it expires."""
+
+
 class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     """FILEGATE_HOST."""
@@ -130,6 +153,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     auth: AuthSettings = AuthSettings()
     server: ServerSettings = ServerSettings()
     scanning: ScanningSettings = ScanningSettings()
+    connectors: ConnectorSettings = ConnectorSettings()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -197,6 +221,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 reconcile_grace=integer("RECONCILE_GRACE", 60, minimum=0),
                 reconcile_every=integer("RECONCILE_EVERY", 30, minimum=1),
                 tus_expiry=integer("TUS_EXPIRY", 24 * 3600, minimum=60),
+            ),
+            connectors=ConnectorSettings(
+                allow_private=_flag(get("CONNECTOR_ALLOW_PRIVATE"), "CONNECTOR_ALLOW_PRIVATE"),
+                login_url=_base_url(get("MS_LOGIN_URL"), "MS_LOGIN_URL")
+                or "https://login.microsoftonline.com",
+                graph_url=_base_url(get("MS_GRAPH_URL"), "MS_GRAPH_URL") or "https://graph.microsoft.com",
+                instagram_url=_base_url(get("INSTAGRAM_GRAPH_URL"), "INSTAGRAM_GRAPH_URL")
+                or "https://graph.instagram.com",
+                azure_api_version=get("AZURE_API_VERSION"),
+                delivery_max_tries=integer("DELIVERY_MAX_TRIES", 6, minimum=1),
+                delivery_retry_base=float(integer("DELIVERY_RETRY_BASE_MS", 5000, minimum=1)) / 1000,
+                media_url_ttl=integer("MEDIA_URL_TTL", 900, minimum=30, maximum=3600),
+                token_refresh_days=integer("TOKEN_REFRESH_DAYS", 7, minimum=1, maximum=50),
             ),
             server=ServerSettings(
                 host=get("HOST") or "127.0.0.1",
@@ -279,3 +316,21 @@ def _region(value: str | None) -> str:
     if not _REGION.fullmatch(value):
         raise SettingsError(f"{ENV_PREFIX}QUARANTINE_REGION must be an S3 region name such as eu-west-1")
     return value
+
+
+def _flag(value: str | None, name: str) -> bool:
+    if value is None:
+        return False
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{ENV_PREFIX}{name} must be true or false")
+
+
+def _base_url(value: str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    if not value.startswith(("http://", "https://")):
+        raise SettingsError(f"{ENV_PREFIX}{name} must be an http(s) URL")
+    return value.rstrip("/")

@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from connectors import models as _connector_models  # noqa: F401  (registers the connections table)
 from gateway.audit import models as _audit_models  # noqa: F401  (registers the audit tables)
 from gateway.uploads import models as _upload_models  # noqa: F401  (registers the upload tables)
 from tenants.models import Base

@@ -6,10 +6,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from gateway.connections.service import ConnectionService
 from gateway.db import Database
 from gateway.jobs import JobQueue
 from gateway.policy.service import PolicyService
 from gateway.settings import Settings
+from gateway.uploads.delivery import DeliveryPipeline
 from gateway.uploads.pipeline import ScanPipeline
 from gateway.uploads.quarantine import QuarantineStore
 
@@ -24,6 +26,8 @@ class Services:
     queue: JobQueue
     policy: PolicyService
     pipeline: ScanPipeline
+    delivery: DeliveryPipeline
+    connections: ConnectionService
 
 
 @dataclass(frozen=True, slots=True)

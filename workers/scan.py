@@ -7,7 +7,7 @@ import uuid
 import structlog
 from arq import Retry
 
-from gateway.jobs import SCAN_UPLOAD
+from gateway.jobs import DELIVER_UPLOAD, SCAN_UPLOAD, job_id
 from gateway.uploads.pipeline import Decided, RetryLater, reconcile, retention
 from workers.registry import JobContext, task
 
@@ -28,7 +28,12 @@ async def scan_upload(ctx: JobContext, tenant_id: str, upload_id: str) -> str | 
     match outcome:
         case RetryLater(defer=defer):
             raise Retry(defer=defer)
-        case Decided(state=state):
+        case Decided(state=state, deliver=deliver):
+            if deliver:
+                # The outbox owes it already; if this enqueue is lost the reconciler queues it.
+                await ctx.services.queue.enqueue(
+                    DELIVER_UPLOAD, tenant_id, upload_id, job_id=job_id(DELIVER_UPLOAD, upload_id)
+                )
             return state
     return None
 

@@ -9,13 +9,15 @@ from arq.connections import RedisSettings
 from arq.typing import WorkerCoroutine
 
 from gateway.audit import AuditRecorder
+from gateway.connections.wiring import connection_services
 from gateway.db import Database, create_engine
+from gateway.keys import load_credentials, load_keyring
 from gateway.policy.service import PolicyService
 from gateway.settings import Settings
 from gateway.uploads.pipeline import ScanPipeline
 from gateway.uploads.quarantine import quarantine_store
 from scanning.clamav import ClamdClient
-from workers import maintenance, scan  # noqa: F401  (register their tasks)
+from workers import deliver, maintenance, scan  # noqa: F401  (register their tasks)
 from workers.queue import ArqQueue, queue_name
 from workers.registry import TASKS, Services, TaskSpec, job_context
 
@@ -44,6 +46,14 @@ def build_services(settings: Settings, redis: Any) -> Services:
     policy = PolicyService(audit=audit)
     store = quarantine_store(settings)
     clamd = ClamdClient(settings.scanning.clamd_url) if settings.scanning.clamd_url else None
+    wired = connection_services(
+        settings,
+        db=db,
+        audit=audit,
+        store=store,
+        ring=load_keyring(settings),
+        credentials=load_credentials(settings),
+    )
     return Services(
         settings=settings,
         db=db,
@@ -59,6 +69,8 @@ def build_services(settings: Settings, redis: Any) -> Services:
             settings=settings.scanning,
             scratch_dir=settings.scan_scratch,
         ),
+        delivery=wired.delivery,
+        connections=wired.connections,
     )
 
 
@@ -88,6 +100,12 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
                 second=set(range(0, 60, every)) if every < 60 else {0},
                 run_at_startup=True,
                 unique=True,
+            ),
+            cron(
+                functions["refresh_connector_tokens"].coroutine,
+                name="cron:refresh_connector_tokens",
+                minute={23},
+                run_at_startup=False,
             ),
             cron(
                 functions["upload_retention"].coroutine,

@@ -142,6 +142,17 @@ class UploadController(Controller):
             },
         )
 
+    @post(
+        "/{upload_id:uuid}/retry",
+        guards=[requires(Permission.UPLOADS_RETRY)],
+        status_code=202,
+        summary="Owe a failed delivery again",
+    )
+    async def retry_delivery(
+        self, upload_id: uuid.UUID, uploads: UploadService, principal: Principal, ctx: AuditContext
+    ) -> UploadOut:
+        return await uploads.retry_delivery(principal, upload_id, ctx)
+
     @delete("/{upload_id:uuid}", guards=[requires(Permission.UPLOADS_DELETE)], status_code=204)
     async def delete_upload(
         self,

@@ -51,11 +51,14 @@ class Upload(TenantScoped, Base):
     signature: Mapped[str | None] = mapped_column(String(255))
     database_version: Mapped[str | None] = mapped_column(String(64))
     scanned_at: Mapped[datetime | None] = mapped_column()
-    connection_id: Mapped[uuid.UUID | None] = mapped_column()
+    connection_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("connections.id", ondelete="SET NULL"))
     path: Mapped[str | None] = mapped_column(String(1024))
     storage_key: Mapped[str] = mapped_column(String(512))
     scan_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     expires_at: Mapped[datetime | None] = mapped_column()  # tus: unfinished uploads expire
+    delivery_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    delivered_ref: Mapped[str | None] = mapped_column(String(1024))  # the object key / media id it became
+    delivered_at: Mapped[datetime | None] = mapped_column()
     purged_at: Mapped[datetime | None] = mapped_column()  # content removed by retention or policy
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())

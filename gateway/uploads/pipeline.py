@@ -19,7 +19,7 @@ import structlog
 
 from gateway.audit import Actor, AuditContext, AuditRecorder, Target
 from gateway.db import Database, tenant_ids
-from gateway.jobs import SCAN_UPLOAD, JobQueue, scan_job_id
+from gateway.jobs import DELIVER_UPLOAD, SCAN_UPLOAD, JobQueue, job_id
 from gateway.policy.schemas import Policy
 from gateway.policy.service import PolicyService
 from gateway.settings import ScanningSettings
@@ -38,6 +38,7 @@ SYSTEM = Actor("system", "scanner")
 @dataclass(frozen=True, slots=True)
 class Decided:
     state: str | None  # None: someone else had already decided
+    deliver: bool = False  # clean, with a connection: its delivery is owed (outbox row written)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +210,11 @@ class ScanPipeline:
             )
             if decided is None:
                 return Decided(None)
-            await OutboxRepository(session, tenant_id).done(upload.id, SCAN_UPLOAD, now)
+            outbox = OutboxRepository(session, tenant_id)
+            await outbox.done(upload.id, SCAN_UPLOAD, now)
+            deliver = state is UploadState.CLEAN and upload.connection_id is not None
+            if deliver:
+                await outbox.add_job(upload.id, DELIVER_UPLOAD)
             await self.audit.record(
                 session,
                 tenant_id,
@@ -231,7 +236,7 @@ class ScanPipeline:
         )
         if state is UploadState.INFECTED and policy.infected_action == "delete":
             await self.purge(tenant_id, upload.id, upload.storage_key)
-        return Decided(state.value)
+        return Decided(state.value, deliver=deliver)
 
     async def purge(self, tenant_id: uuid.UUID, upload_id: uuid.UUID, key: str) -> None:
         """Remove the content of an upload that will never be released; the row (and its verdict) stays."""
@@ -243,7 +248,7 @@ class ScanPipeline:
 
 
 async def reconcile(db: Database, queue: JobQueue, *, grace: float) -> int:
-    """Re-enqueue every scan the database says is owed and that has waited longer than `grace`.
+    """Re-enqueue every job (scan, delivery) the database says is owed and that has waited longer than `grace`.
 
     The job id makes this idempotent: arq refuses a second job while one is queued or running, so only
     jobs that were lost (Redis flushed, enqueue failed) are queued again.
@@ -255,7 +260,7 @@ async def reconcile(db: Database, queue: JobQueue, *, grace: float) -> int:
             pending = await OutboxRepository(session, tenant_id).pending(older_than)
         for job in pending:
             if await queue.enqueue(
-                job.job, str(tenant_id), str(job.upload_id), job_id=scan_job_id(job.upload_id)
+                job.job, str(tenant_id), str(job.upload_id), job_id=job_id(job.job, job.upload_id)
             ):
                 queued += 1
     if queued:

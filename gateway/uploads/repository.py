@@ -9,12 +9,32 @@ from typing import Any
 
 from sqlalchemy import Select, select, update
 
+from connectors.models import Connection
+from gateway.errors import FilegateError
 from gateway.uploads.models import OutboxJob, Upload, UploadState
 from tenants.repository import TenantRepository
 
 
+class UnknownConnection(FilegateError):
+    code = "unknown_connection"
+    status = 422
+    title = "No such connection"
+
+
 class UploadRepository(TenantRepository[Upload]):
     model = Upload
+
+    async def add(self, obj: Upload) -> Upload:
+        """Insert an upload; its `connection_id`, if any, must name a connection of this tenant."""
+        if obj.connection_id is not None:
+            found = await self.session.execute(
+                select(Connection.id).where(
+                    Connection.tenant_id == self.tenant_id, Connection.id == obj.connection_id
+                )
+            )
+            if found.scalar_one_or_none() is None:
+                raise UnknownConnection("connection_id does not name a connection of this tenant")
+        return await super().add(obj)
 
     def visible(self, owner_id: uuid.UUID | None, state: str | None = None) -> Select[Upload]:
         """Uploads a principal may see: all of the tenant's, or only `owner_id`'s."""

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from connectors.base import InvalidKey
+from connectors.paths import check_relative
 from gateway.audit import AuditContext, AuditRecorder, Target
 from gateway.db import Database
 from gateway.errors import FilegateError, NotFound, ValidationFailed
-from gateway.jobs import SCAN_UPLOAD, JobQueue, scan_job_id
+from gateway.jobs import DELIVER_UPLOAD, SCAN_UPLOAD, JobQueue, job_id
 from gateway.policy.schemas import Policy
 from gateway.policy.service import PolicyService
 from gateway.security.principal import Principal
@@ -46,24 +48,26 @@ class TypeNotAllowed(FilegateError):
     title = "File type not allowed"
 
 
+class NotRetryable(FilegateError):
+    code = "not_retryable"
+    status = 409
+    title = "Nothing to retry"
+
+
 class NotClean(FilegateError):
     code = "not_clean"
     status = 409
     title = "File is not released"
 
 
-_PATH_SEGMENT = re.compile(r"^[^\x00-\x1f\x7f]+$")
-
-
 def checked_path(path: str | None) -> str | None:
-    """A delivery path inside the connection's root: relative, no `..`, no control characters."""
-    if path is None or path == "":
+    """A delivery folder inside the connection's root, refused by the same rule as every brokered key."""
+    if path is None or path.strip("/") == "":
         return None
-    if len(path) > 1024 or not _PATH_SEGMENT.match(path) or path.startswith(("/", "\\")):
-        raise ValidationFailed("path must be a relative path without control characters")
-    if any(part in ("..", ".") for part in re.split(r"[/\\]", path)):
-        raise ValidationFailed("path must not contain '.' or '..' segments")
-    return path
+    try:
+        return check_relative(path.strip("/"))
+    except InvalidKey as exc:
+        raise ValidationFailed(f"path: {exc.detail}") from None
 
 
 def normalise_type(declared: str | None) -> str | None:
@@ -221,10 +225,12 @@ class UploadService:
         return out
 
     async def enqueue_scan(self, tenant_id: uuid.UUID, upload_id: uuid.UUID) -> None:
+        await self.enqueue(SCAN_UPLOAD, tenant_id, upload_id)
+
+    async def enqueue(self, name: str, tenant_id: uuid.UUID, upload_id: uuid.UUID) -> None:
+        """Queue a job the outbox already owes; if this fails, the reconciler queues it later."""
         try:
-            await self.queue.enqueue(
-                SCAN_UPLOAD, str(tenant_id), str(upload_id), job_id=scan_job_id(upload_id)
-            )
+            await self.queue.enqueue(name, str(tenant_id), str(upload_id), job_id=job_id(name, upload_id))
         except Exception as exc:
             log.warning("uploads.enqueue_failed", upload_id=str(upload_id), error=type(exc).__name__)
 
@@ -285,6 +291,40 @@ class UploadService:
             target=Target("upload", str(upload.id)),
         )
         return upload, self.store.read(upload.storage_key)
+
+    async def retry_delivery(
+        self, principal: Principal, upload_id: uuid.UUID, ctx: AuditContext
+    ) -> UploadOut:
+        """A `delivery_failed` upload is owed its delivery again (outbox row, then the job)."""
+        async with self.db.tenant(principal.tenant_id) as session:
+            upload = await self.visible(session, principal, upload_id)
+            if not principal.may(Permission.UPLOADS_RETRY, owner_id=upload.owner_id):
+                raise NotFound()
+            moved = await UploadRepository(session, principal.tenant_id).transition(
+                upload_id,
+                [UploadState.DELIVERY_FAILED.value],
+                UploadState.CLEAN.value,
+                reason=None,
+                delivery_attempts=0,
+            )
+            if moved is None:
+                raise NotRetryable("only an upload whose delivery failed can be retried")
+            if moved.connection_id is None:
+                raise NotRetryable("the upload's connection no longer exists")
+            await OutboxRepository(session, principal.tenant_id).add_job(upload_id, DELIVER_UPLOAD)
+            await self.audit.record(
+                session,
+                principal.tenant_id,
+                ctx,
+                action="upload.deliver",
+                outcome="success",
+                actor=principal.actor,
+                target=Target("upload", str(upload_id)),
+                details={"op": "retry", "connection_id": str(moved.connection_id)},
+            )
+            out = upload_out(moved)
+        await self.enqueue(DELIVER_UPLOAD, principal.tenant_id, upload_id)
+        return out
 
     async def delete(
         self, session: AsyncSession, principal: Principal, upload_id: uuid.UUID, ctx: AuditContext

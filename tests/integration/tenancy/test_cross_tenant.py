@@ -11,7 +11,11 @@ from tests.factories import create_api_key, create_tenant, create_user
 
 BODIES = {"PATCH": {"role": "user"}, "PUT": {}, "POST": {}}
 TUS = {"Tus-Resumable": "1.0.0"}
-TUS = {"Tus-Resumable": "1.0.0"}
+# Well-formed bodies where a route needs one, so that only the id decides.
+ROUTE_BODIES = {
+    "/v1/connections/{connection_id:uuid}": {"name": "taken-over"},
+    "/v1/connections/{connection_id:uuid}/instagram/media": {"upload_id": str(uuid.uuid4())},
+}
 
 
 def id_routes(app: Litestar) -> list[tuple[str, str]]:
@@ -38,9 +42,22 @@ async def test_every_id_route_hides_other_tenants_resources(client) -> None:
         "/v1/uploads", content=b"hello", headers={**b.admin.headers, "Content-Type": "text/plain"}
     )
     tus = await client.post("/v1/tus", headers={**b.admin.headers, **TUS, "Upload-Length": "10"})
+    connection = await client.post(
+        "/v1/connections",
+        json={"name": "b-store", "kind": "local", "config": {"base_path": "b"}},
+        headers=b.admin.headers,
+    )
     assert upload.status_code == 202
     assert tus.status_code == 201
-    ids = {"user_id": b_user["id"], "key_id": b_key["id"], "upload_id": upload.json()["id"]}
+    assert connection.status_code == 201
+    ids = {
+        "user_id": b_user["id"],
+        "key_id": b_key["id"],
+        "upload_id": upload.json()["id"],
+        "connection_id": connection.json()["id"],
+        "key": "a.txt",
+        "token": "not-a-media-link",
+    }
     tus_ids = {**ids, "upload_id": tus.headers["location"].rsplit("/", 1)[1]}
 
     routes = id_routes(client.app)
@@ -49,10 +66,12 @@ async def test_every_id_route_hides_other_tenants_resources(client) -> None:
         "/v1/api-keys/{key_id:uuid}",
         "/v1/uploads/{upload_id:uuid}",
         "/v1/tus/{upload_id:uuid}",
+        "/v1/connections/{connection_id:uuid}",
+        "/v1/connections/{connection_id:uuid}/objects/{key:path}",
     }
     for method, template in routes:
         is_tus = template.startswith("/v1/tus/")
-        missing = {k: str(uuid.uuid4()) for k in ids}
+        missing = {k: str(uuid.uuid4()) for k in ids} | {"key": "a.txt", "token": "x"}
         for label, values in (("B's", tus_ids if is_tus else ids), ("missing", missing)):
             if is_tus:
                 # A well-formed tus request, so that only the id decides.
@@ -65,7 +84,10 @@ async def test_every_id_route_hides_other_tenants_resources(client) -> None:
                 r = await client.request(method, fill(template, values), headers=headers, content=b"x")
             else:
                 r = await client.request(
-                    method, fill(template, values), headers=a.admin.headers, json=BODIES.get(method)
+                    method,
+                    fill(template, values),
+                    headers=a.admin.headers,
+                    json=ROUTE_BODIES.get(template, BODIES.get(method)),
                 )
             assert r.status_code == 404, f"{method} {template} with {label} id: {r.status_code} {r.text}"
             assert r.json()["code"] == "not_found"
@@ -76,6 +98,8 @@ async def test_every_id_route_hides_other_tenants_resources(client) -> None:
     assert me.json()["role"] == "manager"
     keys = (await client.get("/v1/api-keys", headers=b.admin.headers)).json()["items"]
     assert [k["revoked"] for k in keys if k["id"] == b_key["id"]] == [False]
+    kept = await client.get(f"/v1/connections/{ids['connection_id']}", headers=b.admin.headers)
+    assert kept.json()["name"] == "b-store"
 
 
 async def test_api_key_of_tenant_a_sees_only_tenant_a(client) -> None:

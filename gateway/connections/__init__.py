@@ -1,0 +1,1 @@
+"""Storage connections: the API over connection records, brokered object access, signed media links."""

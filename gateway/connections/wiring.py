@@ -1,0 +1,69 @@
+"""Building the connection services once, the same way in the gateway and in the worker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from connectors.credentials import CredentialManager
+from connectors.factory import Endpoints
+from gateway.audit import AuditRecorder
+from gateway.connections.media import MediaLinks
+from gateway.connections.publishing import PublishingService
+from gateway.connections.service import ConnectionService
+from gateway.db import Database
+from gateway.settings import Settings
+from gateway.uploads.delivery import DeliveryPipeline
+from gateway.uploads.quarantine import QuarantineStore
+from tenants.tokens import KeyRing
+
+
+def endpoints(settings: Settings) -> Endpoints:
+    c = settings.connectors
+    return Endpoints(
+        local_root=settings.server.data_dir.resolve() / "storage",
+        login_url=c.login_url,
+        graph_url=c.graph_url,
+        instagram_url=c.instagram_url,
+        allow_private=c.allow_private,
+        azure_api_version=c.azure_api_version,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionServices:
+    connections: ConnectionService
+    publishing: PublishingService
+    delivery: DeliveryPipeline
+
+
+def connection_services(
+    settings: Settings,
+    *,
+    db: Database,
+    audit: AuditRecorder,
+    store: QuarantineStore,
+    ring: KeyRing,
+    credentials: CredentialManager,
+) -> ConnectionServices:
+    connections = ConnectionService(audit=audit, credentials=credentials, endpoints=endpoints(settings))
+    publishing = PublishingService(
+        db=db,
+        store=store,
+        connections=connections,
+        media=MediaLinks(
+            ring,
+            issuer=settings.auth.issuer,
+            public_url=settings.server.public_url,
+            ttl=settings.connectors.media_url_ttl,
+        ),
+        audit=audit,
+    )
+    delivery = DeliveryPipeline(
+        db=db,
+        store=store,
+        connections=connections,
+        publishing=publishing,
+        audit=audit,
+        settings=settings.connectors,
+    )
+    return ConnectionServices(connections, publishing, delivery)

@@ -1,0 +1,276 @@
+"""Delivery to a local connection through the real worker, and brokered access to what was delivered."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from gateway.settings import Settings
+from scanning import samples
+from tests.factories import TenantHandle, create_tenant, create_user
+from tests.integration.connections.conftest import RunWorker, create_connection
+
+
+def storage_dir(settings: Settings, base_path: str, tenant: TenantHandle) -> Path:
+    return settings.server.data_dir.resolve() / "storage" / base_path / tenant.id
+
+
+async def upload(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    tenant: TenantHandle,
+    data: bytes,
+    filename: str,
+    content_type: str,
+    **params: str,
+) -> dict[str, object]:
+    r = await client.post(
+        "/v1/uploads",
+        params=params,
+        content=data,
+        headers={
+            **tenant.admin.headers,
+            "Content-Type": content_type,
+            "Content-Disposition": f'attachment; filename="{filename}"',
+        },
+    )
+    assert r.status_code == 202, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+async def db_exec(db: object, tenant_id: str, upload_id: object) -> None:
+    from sqlalchemy import text
+
+    async with db.tenant(uuid.UUID(tenant_id)) as session:  # type: ignore[attr-defined]
+        await session.execute(
+            text("UPDATE uploads SET state = 'clean' WHERE id = :id"), {"id": uuid.UUID(str(upload_id))}
+        )
+
+
+async def state_of(client: AsyncTestClient, tenant: TenantHandle, upload_id: object) -> dict[str, object]:  # type: ignore[type-arg]
+    r = await client.get(f"/v1/uploads/{upload_id}", headers=tenant.admin.headers)
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+async def test_clean_upload_is_delivered_once_and_served_by_the_broker(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    settings: Settings,
+    run_worker: RunWorker,
+) -> None:
+    tenant = await create_tenant(client)
+    conn = await create_connection(client, tenant, config={"base_path": "media"})
+    png = samples.png_bytes()
+    created = await upload(
+        client, tenant, png, "photo.png", "image/png", connection_id=conn["id"], path="2026/nov"
+    )
+    assert created["connection_id"] == conn["id"] and created["path"] == "2026/nov"
+    await run_worker()
+    done = await state_of(client, tenant, created["id"])
+    assert done["state"] == "delivered", done
+
+    stored = storage_dir(settings, "media", tenant) / "2026" / "nov" / "photo.png"
+    assert stored.read_bytes() == png
+
+    # The same delivery run again (a retried job): still one object, same bytes, still delivered.
+    # (its own engine: the app's pool belongs to the test client's event loop thread)
+    from gateway.audit import AuditRecorder
+    from gateway.connections.wiring import connection_services
+    from gateway.db import Database, create_engine
+    from gateway.keys import load_credentials, load_keyring
+    from gateway.uploads.quarantine import quarantine_store
+
+    db = Database(create_engine(settings))
+    try:
+        wired = connection_services(
+            settings,
+            db=db,
+            audit=AuditRecorder(db),
+            store=quarantine_store(settings),
+            ring=load_keyring(settings),
+            credentials=load_credentials(settings),
+        )
+        # The same job again: the compare-and-set makes it a no-op.
+        again = await wired.delivery.run(uuid.UUID(tenant.id), uuid.UUID(str(created["id"])))
+        assert again.state is None  # type: ignore[union-attr]
+        # Moved back to clean by hand, as a job lost after its delivery would find it: delivered again.
+        await db_exec(db, tenant.id, created["id"])
+        outcome = await wired.delivery.run(uuid.UUID(tenant.id), uuid.UUID(str(created["id"])))
+        assert outcome.state == "delivered"  # type: ignore[union-attr]
+    finally:
+        await db.dispose()
+    files = [p for p in storage_dir(settings, "media", tenant).rglob("*") if p.is_file()]
+    assert files == [stored]
+
+    h = tenant.admin.headers
+    listed = (await client.get(f"/v1/connections/{conn['id']}/objects", headers=h)).json()
+    assert [(i["key"], i["size"]) for i in listed["items"]] == [("2026/nov/photo.png", len(png))]
+    got = await client.get(f"/v1/connections/{conn['id']}/objects/2026/nov/photo.png", headers=h)
+    assert got.status_code == 200
+    assert hashlib.sha256(got.content).hexdigest() == hashlib.sha256(png).hexdigest()
+    assert got.headers["x-content-type-options"] == "nosniff"
+    assert got.headers["content-type"] == "application/octet-stream"
+    assert "photo.png" in got.headers["content-disposition"]
+
+    events = (await client.get("/v1/audit?action=upload.deliver", headers=h)).json()["items"]
+    assert [e["outcome"] for e in events] == ["success", "success"]
+    assert {e["details"]["ref"] for e in events} == {"2026/nov/photo.png"}
+    access = (await client.get("/v1/audit?action=connection.access", headers=h)).json()["items"]
+    assert {e["details"]["op"] for e in access} >= {"list", "get"}
+
+
+async def test_failed_delivery_keeps_the_file_and_retry_delivers(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    settings: Settings,
+    run_worker: RunWorker,
+) -> None:
+    tenant = await create_tenant(client)
+    conn = await create_connection(client, tenant, config={"base_path": "broken"})
+    # The destination cannot be written: where the tenant's folder should be there is a file.
+    blocker = storage_dir(settings, "broken", tenant)
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_bytes(b"not a directory")
+    png = samples.png_bytes()
+    created = await upload(client, tenant, png, "a.png", "image/png", connection_id=conn["id"])
+    await run_worker()
+    failed = await state_of(client, tenant, created["id"])
+    assert failed["state"] == "delivery_failed" and failed["reason"] == "connector_unavailable", failed
+    # API.md serves content only when clean or delivered; the clean file is kept for the retry.
+    content = await client.get(f"/v1/uploads/{created['id']}/content", headers=tenant.admin.headers)
+    assert content.status_code == 409 and content.json()["code"] == "not_clean"
+
+    # Retrying something that did not fail is refused; retrying the failure delivers once fixed.
+    blocker.unlink()
+    r = await client.post(f"/v1/uploads/{created['id']}/retry", headers=tenant.admin.headers)
+    assert r.status_code == 202, r.text
+    assert r.json()["state"] == "clean"
+    again = await client.post(f"/v1/uploads/{created['id']}/retry", headers=tenant.admin.headers)
+    assert again.status_code == 409 and again.json()["code"] == "not_retryable"
+    await run_worker()
+    assert (await state_of(client, tenant, created["id"]))["state"] == "delivered"
+    assert (storage_dir(settings, "broken", tenant) / "a.png").read_bytes() == png
+    content = await client.get(f"/v1/uploads/{created['id']}/content", headers=tenant.admin.headers)
+    assert content.status_code == 200 and content.content == png
+    outcomes = [
+        e["outcome"]
+        for e in (await client.get("/v1/audit?action=upload.deliver", headers=tenant.admin.headers)).json()[
+            "items"
+        ]
+    ]
+    assert outcomes.count("failure") == 1 and outcomes.count("success") == 2  # the retry request + delivery
+
+
+async def test_upload_naming_an_unknown_or_foreign_connection_is_refused(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+) -> None:
+    tenant = await create_tenant(client)
+    other = await create_tenant(client)
+    foreign = await create_connection(client, other)
+    for cid in (str(uuid.uuid4()), foreign["id"]):
+        r = await client.post(
+            "/v1/uploads",
+            params={"connection_id": cid},
+            content=samples.png_bytes(),
+            headers={**tenant.admin.headers, "Content-Type": "image/png"},
+        )
+        assert r.status_code == 422, r.text
+        assert r.json()["code"] == "unknown_connection"
+    listed = (await client.get("/v1/uploads", headers=tenant.admin.headers)).json()
+    assert listed["items"] == []
+
+
+TRAVERSALS = [
+    "../x",
+    "..%2Fx",
+    "%2e%2e/x",
+    "%252e%252e%252fsecret",
+    "a/../../b",
+    "a/./b",
+    "\uff0e\uff0e/x",
+    "\u2025/x",
+    "a\\..\\b",
+    "a%5c..%5cb",
+    "a\u202e.png",
+    "a\x00b",
+    "a//b",
+]
+
+
+@pytest.mark.parametrize("key", TRAVERSALS)
+async def test_traversal_is_refused_on_every_brokered_route(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    settings: Settings,
+    key: str,
+) -> None:
+    tenant = await create_tenant(client)
+    conn = await create_connection(client, tenant, config={"base_path": "media"})
+    # A file outside the tenant's root that a traversal would reach.
+    outside = settings.server.data_dir.resolve() / "storage" / "media" / "x"
+    outside.parent.mkdir(parents=True, exist_ok=True)
+    outside.write_bytes(b"secret")
+    h = tenant.admin.headers
+    quoted = quote(key, safe="/\\.")  # the server decodes this once; the key arrives as written above
+    for method, url in (
+        ("GET", f"/v1/connections/{conn['id']}/objects/{quoted}"),
+        ("DELETE", f"/v1/connections/{conn['id']}/objects/{quoted}"),
+    ):
+        r = await client.request(method, url, headers=h)
+        assert r.status_code in (400, 404), (method, key, r.status_code, r.text)
+        assert b"secret" not in r.content
+    r = await client.get(f"/v1/connections/{conn['id']}/objects", params={"prefix": key}, headers=h)
+    assert r.status_code == 400 and r.json()["code"] in ("invalid_key", "validation_failed"), r.text
+    assert outside.read_bytes() == b"secret"
+    r = await client.post(
+        "/v1/uploads",
+        params={"connection_id": conn["id"], "path": key},
+        content=samples.png_bytes(),
+        headers={**h, "Content-Type": "image/png"},
+    )
+    assert r.status_code == 400, r.text
+
+
+async def test_listing_pages_with_sealed_cursors_and_roles_for_delete(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    settings: Settings,
+) -> None:
+    tenant = await create_tenant(client)
+    conn = await create_connection(client, tenant, config={"base_path": "media"})
+    root = storage_dir(settings, "media", tenant)
+    (root / "docs").mkdir(parents=True)
+    for i in range(5):
+        (root / "docs" / f"{i}.txt").write_bytes(b"x" * i)
+    (root / "other.txt").write_bytes(b"o")
+    h = tenant.admin.headers
+    base = f"/v1/connections/{conn['id']}/objects"
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"prefix": "docs/", "limit": "2", **({"cursor": cursor} if cursor else {})}
+        page = (await client.get(base, params=params, headers=h)).json()
+        seen += [i["key"] for i in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+        assert "docs" not in cursor  # opaque, sealed
+    assert seen == [f"docs/{i}.txt" for i in range(5)]
+
+    # A cursor is bound to its listing and cannot be forged.
+    first = (await client.get(base, params={"prefix": "docs/", "limit": "2"}, headers=h)).json()[
+        "next_cursor"
+    ]
+    r = await client.get(base, params={"prefix": "", "cursor": first}, headers=h)
+    assert r.status_code == 400
+    r = await client.get(base, params={"prefix": "docs/", "cursor": "ZG9jcy8x"}, headers=h)
+    assert r.status_code == 400
+
+    _, manager = await create_user(client, tenant, "manager")
+    _, user = await create_user(client, tenant, "user")
+    assert (await client.delete(f"{base}/docs/0.txt", headers=user.headers)).status_code == 403
+    assert (await client.delete(f"{base}/docs/0.txt", headers=manager.headers)).status_code == 204
+    assert not (root / "docs" / "0.txt").exists()
+    assert (await client.delete(f"{base}/docs/0.txt", headers=manager.headers)).status_code == 404
+    assert (await client.get(f"{base}/nothing-here", headers=h)).status_code == 404
