@@ -37,6 +37,9 @@ class Endpoints:
     allow_private: bool = False  # may a tenant's endpoint_url/account_url name a private address?
     # Azurite (and some S3-compatible servers) need a pinned API version; None uses the SDK's.
     azure_api_version: str | None = None
+    # Instagram: how often to poll a media container, and for how long at most.
+    instagram_poll_interval: float = 2.0
+    instagram_max_wait: float = 120.0
 
 
 def open_connector(config: Config, secrets: Secrets, endpoints: Endpoints) -> Connector | Publisher:
@@ -65,5 +68,11 @@ def open_connector(config: Config, secrets: Secrets, endpoints: Endpoints) -> Co
         case InstagramConfig(), InstagramSecrets():
             from connectors.instagram import InstagramPublisher
 
-            return InstagramPublisher(config, secrets, endpoints)
+            return InstagramPublisher(
+                config,
+                secrets,
+                endpoints,
+                poll_interval=endpoints.instagram_poll_interval,
+                max_wait=endpoints.instagram_max_wait,
+            )
     raise TypeError("config and secrets of different kinds")  # pragma: no cover

@@ -95,5 +95,18 @@ def configure_logging(level: str = "INFO", stream: IO[str] | None = None) -> Non
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)
-    for noisy in ("sqlalchemy.engine", "asyncio"):
+    # httpx/httpcore log request URLs at INFO, and botocore/azure/office365 may log request details at
+    # DEBUG: none of them is allowed to put a connector's URL, token or signature in our logs.
+    for noisy in (
+        "sqlalchemy.engine",
+        "asyncio",
+        "httpx",
+        "httpcore",
+        "botocore",
+        "boto3",
+        "urllib3",
+        "azure",
+        "office365",
+        "msal",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)

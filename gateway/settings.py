@@ -112,6 +112,10 @@ class ConnectorSettings(msgspec.Struct, frozen=True, kw_only=True):
     """FILEGATE_MS_GRAPH_URL: Microsoft Graph base URL (SharePoint drives)."""
     instagram_url: str = "https://graph.instagram.com"
     """FILEGATE_INSTAGRAM_GRAPH_URL: Instagram Graph API base URL."""
+    instagram_poll_ms: int = 2000
+    """FILEGATE_INSTAGRAM_POLL_MS: first interval between media-container status polls (then x1.5)."""
+    instagram_max_wait: int = 120
+    """FILEGATE_INSTAGRAM_MAX_WAIT seconds a publish waits for its container before giving up (retryable)."""
     azure_api_version: str | None = None
     """FILEGATE_AZURE_API_VERSION: pin the Azure Storage API version (Azurite needs an older one)."""
     delivery_max_tries: int = 6
@@ -230,6 +234,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 instagram_url=_base_url(get("INSTAGRAM_GRAPH_URL"), "INSTAGRAM_GRAPH_URL")
                 or "https://graph.instagram.com",
                 azure_api_version=get("AZURE_API_VERSION"),
+                instagram_poll_ms=integer("INSTAGRAM_POLL_MS", 2000, minimum=10),
+                instagram_max_wait=integer("INSTAGRAM_MAX_WAIT", 120, minimum=1, maximum=900),
                 delivery_max_tries=integer("DELIVERY_MAX_TRIES", 6, minimum=1),
                 delivery_retry_base=float(integer("DELIVERY_RETRY_BASE_MS", 5000, minimum=1)) / 1000,
                 media_url_ttl=integer("MEDIA_URL_TTL", 900, minimum=30, maximum=3600),

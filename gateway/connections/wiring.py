@@ -26,6 +26,8 @@ def endpoints(settings: Settings) -> Endpoints:
         instagram_url=c.instagram_url,
         allow_private=c.allow_private,
         azure_api_version=c.azure_api_version,
+        instagram_poll_interval=c.instagram_poll_ms / 1000,
+        instagram_max_wait=float(c.instagram_max_wait),
     )
 
 
