@@ -37,6 +37,8 @@ class Endpoints:
     allow_private: bool = False  # may a tenant's endpoint_url/account_url name a private address?
     # Azurite (and some S3-compatible servers) need a pinned API version; None uses the SDK's.
     azure_api_version: str | None = None
+    # A CA bundle (PEM path) to trust for Microsoft endpoints besides the system's (private PKI, tests).
+    ca_bundle: str | None = None
     # Instagram: how often to poll a media container, and for how long at most.
     instagram_poll_interval: float = 2.0
     instagram_max_wait: float = 120.0
@@ -64,7 +66,7 @@ def open_connector(config: Config, secrets: Secrets, endpoints: Endpoints) -> Co
         case SharePointConfig(), SharePointSecrets():
             from connectors.sharepoint import SharePointConnector
 
-            return SharePointConnector(config, secrets, endpoints)
+            return SharePointConnector(config, secrets, endpoints, ca_bundle=endpoints.ca_bundle)
         case InstagramConfig(), InstagramSecrets():
             from connectors.instagram import InstagramPublisher
 

@@ -112,6 +112,8 @@ class ConnectorSettings(msgspec.Struct, frozen=True, kw_only=True):
     """FILEGATE_MS_GRAPH_URL: Microsoft Graph base URL (SharePoint drives)."""
     instagram_url: str = "https://graph.instagram.com"
     """FILEGATE_INSTAGRAM_GRAPH_URL: Instagram Graph API base URL."""
+    ca_bundle: str | None = None
+    """FILEGATE_CONNECTOR_CA_BUNDLE: a PEM file of extra CAs to trust for the Microsoft endpoints."""
     instagram_poll_ms: int = 2000
     """FILEGATE_INSTAGRAM_POLL_MS: first interval between media-container status polls (then x1.5)."""
     instagram_max_wait: int = 120
@@ -234,6 +236,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 instagram_url=_base_url(get("INSTAGRAM_GRAPH_URL"), "INSTAGRAM_GRAPH_URL")
                 or "https://graph.instagram.com",
                 azure_api_version=get("AZURE_API_VERSION"),
+                ca_bundle=get("CONNECTOR_CA_BUNDLE"),
                 instagram_poll_ms=integer("INSTAGRAM_POLL_MS", 2000, minimum=10),
                 instagram_max_wait=integer("INSTAGRAM_MAX_WAIT", 120, minimum=1, maximum=900),
                 delivery_max_tries=integer("DELIVERY_MAX_TRIES", 6, minimum=1),

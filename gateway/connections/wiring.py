@@ -26,6 +26,7 @@ def endpoints(settings: Settings) -> Endpoints:
         instagram_url=c.instagram_url,
         allow_private=c.allow_private,
         azure_api_version=c.azure_api_version,
+        ca_bundle=c.ca_bundle,
         instagram_poll_interval=c.instagram_poll_ms / 1000,
         instagram_max_wait=float(c.instagram_max_wait),
     )
