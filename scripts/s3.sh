@@ -44,22 +44,12 @@ portsfile="$dir/ports"
 config="$dir/s3.json"
 log="$dir/weed.log"
 
-say() { echo "s3.sh: $*"; }
-die() {
-  echo "s3.sh: $*" >&2
-  exit 1
-}
+DAEMON_NAME=s3.sh
+# shellcheck source=lib/daemon.sh
+source "$ROOT/scripts/lib/daemon.sh"
 
-# The pid of the weed server started from this directory, if it is alive. Checking the command line too
-# means a recycled pid never gets a signal from us.
-running_pid() {
-  local pid
-  [[ -f $pidfile ]] || return 1
-  pid=$(tr -dc 0-9 <"$pidfile")
-  [[ -n $pid && -r /proc/$pid/cmdline ]] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "-s3.config=$config" || return 1
-  echo "$pid"
-}
+# The pid of the weed server started from this directory, if it is alive.
+running_pid() { daemon_pid "-s3.config=$config"; }
 
 port_of() { # name
   sed -n "s/^$1=//p" "$portsfile" 2>/dev/null
@@ -71,55 +61,8 @@ answers() { # s3_port master_port
   curl -s -m 2 "http://127.0.0.1:$2/dir/assign" | grep -q '"fid"'
 }
 
-port_in_use() {
-  # shellcheck disable=SC2016
-  timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/"$1"' _ "$1" 2>/dev/null
-}
-
-# n free TCP ports on 127.0.0.1, all held at once while choosing so they differ.
-free_ports() { # n
-  python3 - "$1" <<'EOF'
-import socket, sys
-held = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    held.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in held))
-EOF
-}
-
-show_logs() {
-  [[ -s $log ]] || return 0
-  echo "---- $log (last 40 lines) ----" >&2
-  tail -n 40 "$log" >&2
-}
-
 wait_until_ready() { # pid s3_port master_port
-  local pid=$1 deadline=$((SECONDS + ${S3_START_TIMEOUT:-60}))
-  while ((SECONDS < deadline)); do
-    if answers "$2" "$3"; then return 0; fi
-    kill -0 "$pid" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
-
-stop_pid() { # pid
-  local pid=$1 i
-  kill -TERM "$pid" 2>/dev/null || return 0
-  # weed's filer waits for its gRPC streams to close before it exits (~25 s); the data here is
-  # disposable, so it gets 3 s.
-  for ((i = 0; i < 30; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  die "pid $pid does not exit"
+  daemon_wait "$1" "${S3_START_TIMEOUT:-60}" answers "$2" "$3"
 }
 
 write_config() {
@@ -142,7 +85,7 @@ EOF
 
 start() {
   local port=${1:-8333} pid weed t0 old_port master mgrpc volume vgrpc filer fgrpc s3grpc
-  if ! [[ $port =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then die "bad port: $port"; fi
+  valid_port "$port" || die "bad port: $port"
   if pid=$(running_pid); then
     old_port=$(port_of s3)
     [[ $old_port == "$port" ]] || die "already running from $dir on port $old_port (pid $pid); stop it first"
@@ -189,13 +132,15 @@ start() {
     fi
     die "weed exited before S3 answered (see above)"
   fi
-  say "up on http://127.0.0.1:$port (pid $pid, $("$weed" version 2>/dev/null | head -n 1), $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s)"
+  say "up on http://127.0.0.1:$port (pid $pid, $("$weed" version 2>/dev/null | head -n 1), $(elapsed_since "$t0") s)"
 }
 
 stop() {
   local pid
   if pid=$(running_pid); then
-    stop_pid "$pid"
+    # weed's filer waits for its gRPC streams to close before it exits (~25 s); the data here is
+    # disposable, so it gets 3 s.
+    stop_pid "$pid" 30
     say "stopped (pid $pid)"
   else
     say "not running"

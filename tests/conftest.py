@@ -19,6 +19,7 @@ from litestar.testing import AsyncTestClient
 from gateway.app import create_app
 from gateway.migrate import upgrade
 from gateway.settings import Settings
+from tests.azurite import azure_container, azurite_server  # noqa: F401  (shared fixtures)
 from tests.clamd import clamd, clamd_url, disposable_clamd, small_clamd  # noqa: F401  (shared fixtures)
 from tests.s3 import s3_bucket, s3_credentials, s3_server  # noqa: F401  (shared fixtures)
 
