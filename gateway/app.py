@@ -28,14 +28,19 @@ from gateway.identity.controllers import AuthController, jwks, me
 from gateway.identity.profile import ProfileCache
 from gateway.identity.service import IdentityService
 from gateway.keys import load_credentials, load_keyring
+from gateway.oidc.controllers import IdentityProviderController, OidcLoginController
+from gateway.oidc.discovery import Discovery
+from gateway.oidc.service import OidcService
 from gateway.operator.controllers import create_tenant
 from gateway.operator.service import TenantService
 from gateway.policy.controllers import PolicyController
 from gateway.policy.service import PolicyService
 from gateway.request import FilegateRequest
 from gateway.security.authn import AuthenticationMiddleware, Authenticator, Revocations
+from gateway.security.cors import Cors
 from gateway.security.headers import EdgeMiddleware
 from gateway.security.ratelimit import Lockout, RateLimiter
+from gateway.security.sessions import SessionStore
 from gateway.settings import Settings
 from gateway.tus.controllers import TusController, tus_create, tus_options
 from gateway.tus.service import TusService
@@ -68,6 +73,8 @@ ROUTES: list[ControllerRouterHandler] = [
     TusController,
     ConnectionController,
     media_link,
+    OidcLoginController,
+    IdentityProviderController,
 ]
 
 
@@ -93,7 +100,9 @@ def create_app(settings: Settings) -> Litestar:
         tokens = AccessTokens(ring, issuer=auth.issuer, audience=auth.audience, ttl=auth.access_token_ttl)
         hashing = PasswordHashing(time_cost=auth.argon2_time_cost, memory_kib=auth.argon2_memory_kib)
         audit = AuditRecorder(db)
-        revocations = Revocations(redis, prefix, max_ttl=auth.access_token_ttl)
+        # A user's "revoked before" mark must outlive every credential it revokes: tokens and sessions.
+        revocations = Revocations(redis, prefix, max_ttl=max(auth.access_token_ttl, auth.session_max))
+        sessions = SessionStore(redis, prefix, idle=auth.session_idle, absolute=auth.session_max)
         policy = PolicyService(audit=audit)
         profiles = ProfileCache()
         queue = await ArqQueue.connect(settings)
@@ -103,6 +112,18 @@ def create_app(settings: Settings) -> Litestar:
         wired = connection_services(
             settings, db=db, audit=audit, store=store, ring=ring, credentials=credentials
         )
+        identity = IdentityService(
+            settings=settings,
+            db=db,
+            hashing=hashing,
+            tokens=tokens,
+            revocations=revocations,
+            limiter=RateLimiter(redis, prefix),
+            lockout=Lockout(redis, prefix, threshold=auth.lockout_threshold, seconds=auth.lockout_seconds),
+            audit=audit,
+            profiles=profiles,
+            credentials=credentials,
+        )
         state.update(
             settings=settings,
             db=db,
@@ -110,21 +131,25 @@ def create_app(settings: Settings) -> Litestar:
             audit=audit,
             jwks=ring.jwks(),
             authenticator=Authenticator(
-                tokens=tokens, revocations=revocations, db=db, audit=audit, redis=redis, prefix=prefix
-            ),
-            identity=IdentityService(
-                settings=settings,
-                db=db,
-                hashing=hashing,
                 tokens=tokens,
                 revocations=revocations,
-                limiter=RateLimiter(redis, prefix),
-                lockout=Lockout(
-                    redis, prefix, threshold=auth.lockout_threshold, seconds=auth.lockout_seconds
-                ),
+                db=db,
                 audit=audit,
-                profiles=profiles,
+                redis=redis,
+                prefix=prefix,
+                sessions=sessions,
+            ),
+            sessions=sessions,
+            identity=identity,
+            oidc=OidcService(
+                db=db,
+                audit=audit,
                 credentials=credentials,
+                discovery=Discovery(allow_private=settings.connectors.allow_private),
+                redis=redis,
+                prefix=prefix,
+                sessions=sessions,
+                identity=identity,
             ),
             users=UserService(hashing=hashing, revocations=revocations, audit=audit, profiles=profiles),
             api_keys=ApiKeyService(audit=audit, revocations=revocations),
@@ -147,12 +172,14 @@ def create_app(settings: Settings) -> Litestar:
             await redis.aclose()
             await db.dispose()
 
+    cors = Cors(public_url=settings.server.public_url)  # its caches live as long as this app
     prometheus = PrometheusConfig(app_name="filegate", group_path=True, exclude=["^/metrics"])
     app = Litestar(
         route_handlers=ROUTES,
         lifespan=[lifespan],
         dependencies=DEPENDENCIES,
-        middleware=[prometheus.middleware, AuthenticationMiddleware],
+        # CORS after authentication: it needs the principal's tenant.
+        middleware=[prometheus.middleware, AuthenticationMiddleware, cors.middleware],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.server.max_body_size,
         openapi_config=OpenAPIConfig(
@@ -178,5 +205,6 @@ def create_app(settings: Settings) -> Litestar:
     )
     app.state.settings = settings  # readable before the lifespan runs (guards of early requests)
     # Outside Litestar's exception handling, so 404s, 405s and 500s get the same headers and request id.
-    app.asgi_handler = EdgeMiddleware(app.asgi_handler, hsts=settings.behind_tls)
+    # Preflights are answered inside the edge (request id, headers) but before routing reaches a handler.
+    app.asgi_handler = EdgeMiddleware(cors.preflight(app.asgi_handler), hsts=settings.behind_tls)
     return app

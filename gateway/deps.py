@@ -56,6 +56,7 @@ DEPENDENCIES: dict[str, Provide] = {
             "tus",
             "connections",
             "publishing",
+            "oidc",
         )
     },
 }

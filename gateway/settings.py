@@ -67,6 +67,10 @@ class AuthSettings(msgspec.Struct, frozen=True, kw_only=True):
     keyring: str | None = None
     """FILEGATE_KEYRING: credential-manager keys, a JSON file's path or the JSON itself (generated in
     embedded mode; required in production)."""
+    session_idle: int = 1800
+    """FILEGATE_SESSION_IDLE seconds a browser session lives without use."""
+    session_max: int = 12 * 3600
+    """FILEGATE_SESSION_MAX seconds a browser session lives at most, used or not."""
     argon2_time_cost: int = 2
     """FILEGATE_ARGON2_TIME_COST (OWASP: m=19 MiB, t=2, p=1)."""
     argon2_memory_kib: int = 19456
@@ -213,6 +217,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 refresh_ip_limit=integer("REFRESH_IP_LIMIT", 60, minimum=1),
                 operator_token=get("OPERATOR_TOKEN"),
                 keyring=get("KEYRING"),
+                session_idle=integer("SESSION_IDLE", 1800, minimum=60),
+                session_max=integer("SESSION_MAX", 12 * 3600, minimum=300, maximum=30 * 24 * 3600),
                 argon2_time_cost=integer("ARGON2_TIME_COST", 2, minimum=1),
                 argon2_memory_kib=integer("ARGON2_MEMORY_KIB", 19456, minimum=8),
             ),

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install.sh --test
 ./scripts/services.sh
-./scripts/npm.sh tests/e2e/js tests/fakes/js   # tus-js-client for the e2e test; Azurite for the Azure Blob tests
+./scripts/npm.sh tests/e2e/js tests/fakes/js tests/fakes/oidc   # tus-js-client for the e2e test; Azurite for the Azure Blob tests; oidc-provider for the OIDC tests
 
 echo "== ruff"
 .venv/bin/ruff check .

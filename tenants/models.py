@@ -139,3 +139,37 @@ class TenantPolicy(Base):
     retention_days: Mapped[int] = mapped_column()
     cors_origins: Mapped[list[str]] = mapped_column(ARRAY(Text))
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class IdentityProvider(TenantScoped, Base):
+    """A tenant's OpenID Connect provider (Google Workspace, Entra ID, Okta, Keycloak...)."""
+
+    __tablename__ = "identity_providers"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_identity_providers_tenant_name"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(64))  # the {provider} of the login URL
+    issuer: Mapped[str] = mapped_column(String(512))
+    client_id: Mapped[str] = mapped_column(String(512))
+    client_secret: Mapped[str | None] = mapped_column(Text)  # sealed by the credential manager
+    allowed_domains: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    default_role: Mapped[str] = mapped_column(String(16))
+    create_users: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    redirect_origins: Mapped[list[str]] = mapped_column(ARRAY(Text))  # absolute redirect targets allowed
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class UserIdentity(TenantScoped, Base):
+    """A user's account at a provider: linked by the provider's `sub`, never by email."""
+
+    __tablename__ = "user_identities"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "provider_id", "subject", name="uq_user_identities_provider_subject"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    provider_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("identity_providers.id", ondelete="CASCADE"))
+    subject: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.audit import AuditContext
+from gateway.errors import Unauthenticated
 from gateway.identity.schemas import (
     LoginRequest,
     LogoutRequest,
     Me,
     RefreshRequest,
+    SessionInfo,
     TokenPair,
     TotpConfirm,
     TotpConfirmed,
@@ -23,6 +26,7 @@ from gateway.identity.service import IdentityService
 from gateway.security.authn import EXCLUDE_OPT
 from gateway.security.guards import authenticated
 from gateway.security.principal import Principal
+from gateway.security.sessions import cleared_cookie, cookie_value
 
 PUBLIC = {EXCLUDE_OPT: True}
 
@@ -47,11 +51,41 @@ class AuthController(Controller):
         pair, headers = await identity.refresh(data.refresh_token, ctx)
         return Response(pair, headers=headers)
 
-    @post("/logout", guards=[authenticated], status_code=204, summary="Revoke this session")
+    # A logout also tells a browser to drop its session cookie (harmless for bearer clients).
+    @post(
+        "/logout",
+        guards=[authenticated],
+        status_code=204,
+        summary="Revoke this session",
+        response_cookies=[cleared_cookie()],
+    )
     async def logout(
-        self, data: LogoutRequest, identity: IdentityService, principal: Principal, ctx: AuditContext
+        self,
+        request: Request[Any, Any, Any],
+        identity: IdentityService,
+        principal: Principal,
+        ctx: AuditContext,
+        data: LogoutRequest | None = None,
     ) -> None:
-        await identity.logout(principal, data.refresh_token, ctx)
+        await identity.logout(principal, data.refresh_token if data else None, ctx)
+        if principal.via == "session":
+            session_id = cookie_value(request.headers.get("cookie"))
+            if session_id:
+                await request.app.state.sessions.delete(session_id)
+
+    @get("/session", guards=[authenticated], summary="The browser session: who, and its CSRF token")
+    async def browser_session(self, request: Request[Any, Any, Any], principal: Principal) -> SessionInfo:
+        if principal.via != "session":
+            raise Unauthenticated("no browser session (this route is for the session cookie)")
+        session_id = cookie_value(request.headers.get("cookie")) or ""
+        _, session = await request.app.state.authenticator.session(session_id)
+        return SessionInfo(
+            user_id=session.user_id,
+            tenant_id=session.tenant_id,
+            role=session.role,
+            csrf_token=session.csrf_token,
+            expires_at=datetime.fromtimestamp(session.expires_at, UTC),
+        )
 
     @post("/mfa/totp", guards=[authenticated], status_code=200, summary="Start TOTP enrollment")
     async def enroll_totp(

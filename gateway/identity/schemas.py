@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated
 
 import msgspec
@@ -33,7 +34,15 @@ class RefreshRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class LogoutRequest(msgspec.Struct, forbid_unknown_fields=True):
-    refresh_token: OpaqueToken
+    refresh_token: OpaqueToken | None = None  # a browser session signs out with its cookie alone
+
+
+class SessionInfo(msgspec.Struct, kw_only=True):
+    user_id: uuid.UUID
+    tenant_id: uuid.UUID
+    role: str
+    csrf_token: str
+    expires_at: datetime
 
 
 class TotpEnrollment(msgspec.Struct):

@@ -188,6 +188,10 @@ class IdentityService:
             )
         return False
 
+    async def issue_for(self, session: AsyncSession, tenant_id: uuid.UUID, user: User) -> TokenPair:
+        """A fresh token pair for a user signed in another way (OpenID Connect), in the caller's transaction."""
+        return await self._issue(session, tenant_id, user, family_id=None)
+
     async def _issue(
         self, session: AsyncSession, tenant_id: uuid.UUID, user: User, *, family_id: uuid.UUID | None
     ) -> TokenPair:
@@ -262,8 +266,8 @@ class IdentityService:
         return pair, window.headers()
 
     # --- logout --------------------------------------------------------------------------------------
-    async def logout(self, principal: Principal, raw: str, ctx: AuditContext) -> None:
-        parsed = credentials.parse_credential(raw, credentials.REFRESH_PREFIX)
+    async def logout(self, principal: Principal, raw: str | None, ctx: AuditContext) -> None:
+        parsed = credentials.parse_credential(raw, credentials.REFRESH_PREFIX) if raw else None
         async with self.db.tenant(principal.tenant_id) as session:
             revoked = False
             if parsed is not None:

@@ -25,6 +25,15 @@ from gateway.db import Database
 from gateway.errors import InvalidToken
 from gateway.security.client import audit_context_of_scope
 from gateway.security.principal import Principal
+from gateway.security.sessions import (
+    CSRF_HEADER,
+    UNSAFE_METHODS,
+    BrowserSession,
+    CsrfFailed,
+    SessionStore,
+    cookie_value,
+    csrf_matches,
+)
 from tenants import credentials
 from tenants.models import Role
 from tenants.permissions import restrict
@@ -125,7 +134,9 @@ class Authenticator:
         audit: AuditRecorder,
         redis: Redis,
         prefix: str,
+        sessions: SessionStore | None = None,
     ) -> None:
+        self.sessions = sessions
         self.tokens = tokens
         self.revocations = revocations
         self.db = db
@@ -139,6 +150,27 @@ class Authenticator:
         if credentials.looks_like_api_key(credential):
             return await self._api_key(credential, ctx)
         return await self._jwt(credential)
+
+    async def session(self, session_id: str) -> tuple[Principal, BrowserSession]:
+        """The principal of a browser session cookie; unknown, expired or revoked sessions are a 401."""
+        session = await self.sessions.get(session_id) if self.sessions is not None else None
+        if session is None:
+            raise InvalidToken()
+        ref = SessionStore.session_ref(session_id)
+        if await self.revocations.is_revoked(ref, session.user_id, session.created_at):
+            log.info("auth.session_rejected", reason="revoked")
+            raise InvalidToken()
+        role = Role(session.role)
+        principal = Principal(
+            tenant_id=session.tenant_id,
+            user_id=session.user_id,
+            role=role,
+            grants=restrict(role, None),
+            via="session",
+            jti=ref,
+            token_exp=int(session.expires_at),
+        )
+        return principal, session
 
     async def _jwt(self, token: str) -> Principal:
         try:
@@ -254,6 +286,13 @@ class Authenticator:
             )
 
 
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
 def bearer(scope: Scope) -> str | None:
     for name, value in scope.get("headers", []):
         if name == b"authorization":
@@ -291,4 +330,14 @@ class AuthenticationMiddleware:
                     state = scope["app"].state
                     ctx = audit_context_of_scope(scope, state.settings.server.trusted_proxies)
                     scope["user"] = await state.authenticator.authenticate(cred, ctx)
+                else:
+                    # A browser: the session cookie, and on unsafe methods the CSRF token it must echo.
+                    session_id = cookie_value(_header(scope, b"cookie"))
+                    if session_id is not None:
+                        principal, session = await scope["app"].state.authenticator.session(session_id)
+                        if scope["method"] in UNSAFE_METHODS and not csrf_matches(
+                            session, _header(scope, CSRF_HEADER.encode())
+                        ):
+                            raise CsrfFailed("unsafe requests with the session cookie need X-CSRF-Token")
+                        scope["user"] = principal
         await self.app(scope, receive, send)

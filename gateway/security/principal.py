@@ -17,7 +17,7 @@ class Principal:
     user_id: uuid.UUID
     role: Role
     grants: dict[Permission, Reach]
-    via: Literal["jwt", "api_key"]
+    via: Literal["jwt", "api_key", "session"]
     jti: str | None = None
     token_exp: int | None = None
     api_key_id: uuid.UUID | None = None

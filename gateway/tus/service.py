@@ -1,8 +1,11 @@
 """tus uploads: state in the database, bytes in the quarantine store, so any replica serves any request.
 
 PATCHes on one upload are serialized by a Redis lock (redis-py's token-checked Lock, extended while the
-body streams, expiring on its own if a gateway dies). The offset is the database's `size`; bytes written
-past it by a request that died are overwritten by the next PATCH at that offset.
+body streams, expiring on its own if a gateway dies). The offset is the database's `size`, or the stored
+bytes when there are fewer: a PATCH is not synced to disk on its own (only the last one makes the whole file
+durable, in `seal`, before the upload is quarantined), so after a crash of the host the database may count
+bytes the disk lost; the client then resumes from what is really there. Bytes stored past the offset (a
+request that died after writing, before the database moved) are replaced by the next PATCH at that offset.
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ import hmac
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from redis.asyncio import Redis
 from redis.exceptions import LockError
+from sqlalchemy import func, select, update
 
 from gateway.audit import AuditContext, Target
 from gateway.errors import Conflict, NotFound
@@ -29,7 +33,7 @@ from gateway.tus.protocol import ChecksumMismatch, OffsetMismatch, TusError, Upl
 from gateway.uploads import filenames
 from gateway.uploads.ingest import optional_uuid
 from gateway.uploads.models import Upload, UploadState
-from gateway.uploads.quarantine import LimitExceeded, quarantine_key
+from gateway.uploads.quarantine import LimitExceeded, OffsetBeyondEnd, quarantine_key
 from gateway.uploads.repository import UploadRepository
 from gateway.uploads.service import FileTooLarge, IncomingFile, UploadService, checked_path, normalise_type
 
@@ -47,13 +51,26 @@ class TusState:
     metadata: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """An upload as this process last committed it (see `TusService._writable`)."""
+
+    offset: int
+    tenant_id: uuid.UUID
+    owner_id: uuid.UUID
+    length: int
+    storage_key: str
+    expires_at: datetime | None
+    hasher: Any  # SHA-256 of every byte before the PATCH's offset, or None when this process did not see them
+
+
 class TusService:
     def __init__(self, *, uploads: UploadService, redis: Redis, prefix: str, expiry: int) -> None:
         self.uploads = uploads
         self.redis = redis
         self.prefix = prefix
         self.expiry = expiry
-        self._hashes: OrderedDict[uuid.UUID, tuple[int, Any]] = OrderedDict()
+        self._known: OrderedDict[uuid.UUID, _Known] = OrderedDict()
 
     async def max_size(self, principal: Principal | None, ceiling: int) -> int:
         if principal is None:
@@ -97,7 +114,7 @@ class TusService:
         if body is not None:
             state = await self.patch(principal, ctx, upload_id, offset=0, body=body, checksum=checksum)
         elif length == 0:
-            await self._finish(principal, ctx, upload_id, 0)
+            await self._finish(principal, ctx, upload_id, 0, hashlib.sha256())
         return state
 
     async def _receiving(self, principal: Principal, upload_id: uuid.UUID) -> Upload:
@@ -110,9 +127,17 @@ class TusService:
             raise UploadGone("this upload has expired")
         return upload
 
+    async def _offset(self, upload: Upload) -> int:
+        """Where the client resumes: the database's offset, unless the store holds fewer bytes (a host crash
+        lost unsynced PATCHes the database had counted)."""
+        if upload.state != UploadState.RECEIVING.value or upload.size == 0:
+            return upload.size
+        return min(upload.size, await self.uploads.store.size(upload.storage_key))
+
     async def head(self, principal: Principal, upload_id: uuid.UUID) -> TusState:
         upload = await self._receiving(principal, upload_id)
-        return TusState(upload.id, upload.size, upload.expected_size or upload.size, upload.expires_at)
+        offset = await self._offset(upload)
+        return TusState(upload.id, offset, upload.expected_size or upload.size, upload.expires_at)
 
     async def patch(
         self,
@@ -132,74 +157,153 @@ class TusService:
             raise UploadLocked("another request is writing to this upload; retry after it finished")
         keeper = asyncio.create_task(_keep(lock))
         try:
-            upload = await self._receiving(principal, upload_id)
-            if upload.state != UploadState.RECEIVING.value:
-                raise OffsetMismatch("this upload is already complete")
-            if offset != upload.size:
-                raise OffsetMismatch(f"Upload-Offset must be {upload.size}")
-            length = upload.expected_size or 0
+            known, remembered = await self._writable(principal, upload_id, offset)
             hasher = hashlib.new(expected[0]) if expected else None
-            running = self._running_hash(upload_id, offset)
+            running = known.hasher.copy() if known.hasher is not None else None
             try:
                 written, _ = await self.uploads.store.write(
-                    upload.storage_key,
-                    _hashing(_hashing(body, hasher), running),
-                    limit=length,
+                    known.storage_key,
+                    body,
+                    limit=known.length,
                     offset=offset,
                     verify=(lambda: _check(hasher, expected)) if expected else None,
+                    durable=False,  # the last PATCH makes the whole file durable (seal), before quarantine
+                    hashers=[h for h in (hasher, running) if h is not None],
                 )
             except LimitExceeded:
                 raise FileTooLarge("the body goes past Upload-Length") from None
+            except OffsetBeyondEnd:
+                # The stored bytes end before the offset (a host crash lost unsynced PATCHes, or the upload
+                # was deleted meanwhile): the database and the store say where the client resumes.
+                self._known.pop(upload_id, None)
+                await self._moved_meanwhile(principal, upload_id, known.storage_key)
             new_offset = offset + written
+            if new_offset == known.length:
+                # The last byte: seal (durable), then one transaction moves it to quarantine with its size.
+                self._known.pop(upload_id, None)
+                if remembered:
+                    await self._still_at(principal, upload_id, known)
+                await self._finish(principal, ctx, upload_id, new_offset, running)
+                expires = datetime.now(UTC) + timedelta(seconds=self.expiry)
+                return TusState(upload_id, new_offset, known.length, expires)
+            expires = datetime.now(UTC) + timedelta(seconds=self.expiry)
             async with self.uploads.db.tenant(principal.tenant_id) as session:
-                moved = await UploadRepository(session, principal.tenant_id).transition(
-                    upload_id,
-                    [UploadState.RECEIVING.value],
-                    UploadState.RECEIVING.value,
-                    size=new_offset,
-                    expires_at=datetime.now(UTC) + timedelta(seconds=self.expiry),
-                )
+                # A PATCH before the last one is not synced to disk, so neither is its offset: after a crash
+                # the database may hold an older one (the client resumes there; the PATCH replaces what lies
+                # past it), and one past the stored bytes is capped by `_offset`. The last PATCH's
+                # quarantine transaction commits synchronously, after `seal` made every byte durable.
+                await session.execute(select(func.set_config("synchronous_commit", "off", True)))
+                # Compare-and-set on the offset the database had: any other move since is not overwritten.
+                moved = (
+                    await session.execute(
+                        update(Upload)
+                        .where(
+                            Upload.tenant_id == principal.tenant_id,
+                            Upload.id == upload_id,
+                            Upload.state == UploadState.RECEIVING.value,
+                            Upload.size == known.offset,
+                        )
+                        .values(size=new_offset, expires_at=expires)
+                        .returning(Upload.id)
+                    )
+                ).scalar_one_or_none()
             if moved is None:
-                raise NotFound()
-            if running is not None:
-                self._remember_hash(upload_id, new_offset, running)
-            if new_offset == length:
-                await self._finish(principal, ctx, upload_id, new_offset)
-            return TusState(upload_id, new_offset, length, moved.expires_at)
+                self._known.pop(upload_id, None)
+                await self._moved_meanwhile(principal, upload_id, known.storage_key)
+            self._remember(upload_id, replace(known, offset=new_offset, expires_at=expires, hasher=running))
+            return TusState(upload_id, new_offset, known.length, expires)
         finally:
             keeper.cancel()
             with contextlib.suppress(LockError):
                 await lock.release()
 
-    def _running_hash(self, upload_id: uuid.UUID, offset: int) -> Any:
-        """A copy of this process's SHA-256 of the upload up to `offset`, or None when it did not see it all.
+    async def _writable(self, principal: Principal, upload_id: uuid.UUID, offset: int) -> tuple[_Known, bool]:
+        """What a PATCH at `offset` needs to know, or the reason it is refused. Called under the lock.
 
-        The copy is fed during the PATCH and kept only if the PATCH succeeds, so a discarded chunk never
-        pollutes it. Another replica serving a chunk simply means a full re-read at the end.
-        """
+        When this process moved the database to `offset` itself (the common case: a client sending its
+        chunks in turn), it answers from memory; the update after the write is a compare-and-set on that
+        offset, so whatever changed meanwhile (another replica, a deletion) is caught there. Otherwise the
+        database answers; an offset below its own is accepted only where the stored bytes end (after a host
+        crash lost unsynced PATCHes). The flag says the answer came from memory."""
+        known = self._known.get(upload_id)
+        if (
+            known is not None
+            and known.offset == offset
+            and known.tenant_id == principal.tenant_id
+            and known.owner_id == principal.user_id
+            and (known.expires_at is None or known.expires_at > datetime.now(UTC))
+        ):
+            return known, True
+        upload = await self._receiving(principal, upload_id)
+        if upload.state != UploadState.RECEIVING.value:
+            raise OffsetMismatch("this upload is already complete")
+        if offset != upload.size:
+            current = await self._offset(upload)
+            if offset != current:
+                raise OffsetMismatch(f"Upload-Offset must be {current}")
         if offset == 0:
-            return hashlib.sha256()
-        known = self._hashes.get(upload_id)
-        return known[1].copy() if known and known[0] == offset else None
+            hasher: Any = hashlib.sha256()
+        elif known is not None and known.offset == offset:
+            hasher = known.hasher  # this process saw every byte before `offset` (or None: it did not)
+        else:
+            hasher = None
+        fresh = _Known(
+            offset=upload.size,  # the database's, for the compare-and-set; the write goes at `offset`
+            tenant_id=principal.tenant_id,
+            owner_id=upload.owner_id,
+            length=upload.expected_size or 0,
+            storage_key=upload.storage_key,
+            expires_at=upload.expires_at,
+            hasher=hasher,
+        )
+        return fresh, False
 
-    def _remember_hash(self, upload_id: uuid.UUID, offset: int, hasher: Any) -> None:
-        self._hashes[upload_id] = (offset, hasher)
-        self._hashes.move_to_end(upload_id)
-        while len(self._hashes) > RUNNING_HASHES:
-            self._hashes.popitem(last=False)
+    async def _still_at(self, principal: Principal, upload_id: uuid.UUID, known: _Known) -> None:
+        """Before the last PATCH of an upload answered from memory completes it (quarantine is not a
+        compare-and-set on the offset): the database must still be where this process left it."""
+        async with self.uploads.db.tenant(principal.tenant_id) as session:
+            upload = await UploadRepository(session, principal.tenant_id).get(upload_id)
+        if upload is None or upload.state != UploadState.RECEIVING.value or upload.size != known.offset:
+            await self._moved_meanwhile(principal, upload_id, known.storage_key)
 
-    async def _finish(self, principal: Principal, ctx: AuditContext, upload_id: uuid.UUID, size: int) -> None:
-        """The last byte arrived: make it one file, hash it and hand it to the scan pipeline under the same id."""
+    async def _moved_meanwhile(
+        self, principal: Principal, upload_id: uuid.UUID, storage_key: str
+    ) -> NoReturn:
+        """The upload is no longer where this PATCH started from (another replica, a deletion): say where."""
+        async with self.uploads.db.tenant(principal.tenant_id) as session:
+            upload = await UploadRepository(session, principal.tenant_id).get(upload_id)
+        if upload is None:
+            await self.uploads.store.delete(storage_key)  # deleted while this PATCH wrote: no orphan file
+            raise NotFound()
+        if upload.state != UploadState.RECEIVING.value:
+            raise OffsetMismatch("this upload is already complete")
+        raise OffsetMismatch(f"Upload-Offset must be {await self._offset(upload)}")
+
+    def _remember(self, upload_id: uuid.UUID, known: _Known) -> None:
+        """What this process committed for an upload (offset, and the SHA-256 of every byte before it when it
+        saw them all), kept only after a PATCH succeeded, so a discarded chunk never pollutes it. Another
+        replica serving a chunk simply means a database read next time and a full re-read of the file at
+        the end."""
+        self._known[upload_id] = known
+        self._known.move_to_end(upload_id)
+        while len(self._known) > RUNNING_HASHES:
+            self._known.popitem(last=False)
+
+    async def _finish(
+        self, principal: Principal, ctx: AuditContext, upload_id: uuid.UUID, size: int, running: Any = None
+    ) -> None:
+        """The last byte arrived: make it one durable file, hash it and hand it to the scan pipeline under the
+        same id (the quarantine transaction records the size)."""
         key = quarantine_key(principal.tenant_id, upload_id)
         await self.uploads.store.seal(key)
-        known = self._hashes.pop(upload_id, None)
         # This process saw every byte in order: its running hash is the file's; otherwise read it back.
-        digest = known[1].hexdigest() if known and known[0] == size else await self.uploads.store.sha256(key)
+        digest = running.hexdigest() if running is not None else await self.uploads.store.sha256(key)
         await self.uploads.quarantine(
             principal.tenant_id, upload_id, size=size, sha256=digest, ctx=ctx, actor_principal=principal
         )
 
     async def terminate(self, principal: Principal, ctx: AuditContext, upload_id: uuid.UUID) -> None:
+        self._known.pop(upload_id, None)
         upload = await self._receiving(principal, upload_id)
         if upload.state != UploadState.RECEIVING.value:
             raise Conflict("a finished upload is deleted with DELETE /v1/uploads/{id}")
@@ -226,13 +330,6 @@ async def _keep(lock: Any) -> None:
         await asyncio.sleep(LOCK_TTL / 3)
         with contextlib.suppress(LockError):
             await lock.reacquire()
-
-
-async def _hashing(body: AsyncIterator[bytes], hasher: Any) -> AsyncIterator[bytes]:
-    async for chunk in body:
-        if hasher is not None:
-            hasher.update(chunk)
-        yield chunk
 
 
 def _check(hasher: Any, expected: tuple[str, bytes] | None) -> None:

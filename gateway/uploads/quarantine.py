@@ -10,24 +10,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import hashlib
 import os
 import shutil
 import tempfile
+import threading
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from gateway.settings import Settings
 
-WRITE_BUFFER = 1024 * 1024
+WRITE_BUFFER = 1024 * 1024  # bytes handed to the writer thread at once (and at most one more in flight)
+WRITEBACK = 8 * 1024 * 1024  # start the disk write of every this many bytes while the rest still arrives
 READ_CHUNK = 1024 * 1024
 
 
 class LimitExceeded(Exception):
     """More bytes arrived than allowed; what was written has been removed (or truncated back)."""
+
+
+class OffsetBeyondEnd(Exception):
+    """A write at an offset past the stored bytes (it would leave a hole nobody sent); nothing was written."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the store holds {size} bytes")
+        self.size = size
 
 
 def quarantine_key(tenant_id: uuid.UUID, upload_id: uuid.UUID) -> str:
@@ -43,10 +55,14 @@ class QuarantineStore(Protocol):
         limit: int,
         offset: int = 0,
         verify: Callable[[], None] | None = None,
+        durable: bool = True,
+        hashers: Sequence[Any] = (),
     ) -> tuple[int, str | None]:
         """Write `chunks` at `offset`, at most up to `limit` bytes in all; answers (bytes written, sha256 when
-        offset is 0). `verify` runs after the last chunk and before anything is made durable: if it raises,
-        the write is undone."""
+        offset is 0). Whatever was stored at or past `offset` is replaced; an offset past the stored bytes is
+        refused (`OffsetBeyondEnd`). `verify` runs after the last chunk and before anything is made durable:
+        if it raises, the write is undone. `durable=False` (a tus PATCH) leaves making the bytes durable to
+        `seal`. Every byte also goes through each of `hashers` (hashlib objects), in order."""
         ...
 
     def read(self, key: str) -> AsyncIterator[bytes]: ...
@@ -58,7 +74,8 @@ class QuarantineStore(Protocol):
     async def sha256(self, key: str) -> str: ...
 
     async def seal(self, key: str) -> None:
-        """All bytes of an upload written at offsets have arrived: make them one object (before hashing)."""
+        """All bytes of an upload written at offsets have arrived: make them one durable object (before
+        hashing, and before the database says the upload is complete)."""
         ...
 
 
@@ -88,37 +105,49 @@ class LocalQuarantine:
         limit: int,
         offset: int = 0,
         verify: Callable[[], None] | None = None,
+        durable: bool = True,
+        hashers: Sequence[Any] = (),
     ) -> tuple[int, str | None]:
+        """Chunks are collected on the event loop and written (`writev`, no copy) and hashed by a thread while
+        the next ones arrive; at most one block is in flight. The disk write of what is written starts every
+        `WRITEBACK` bytes (`sync_file_range`), so the one `fdatasync` at the end (or in `seal`) is short."""
         path = self.local_path(key)
-        await asyncio.to_thread(_prepare, path)
         hasher = hashlib.sha256() if offset == 0 else None
-        fd = await asyncio.to_thread(os.open, path, os.O_WRONLY | os.O_CREAT, 0o600)
+        fd = await asyncio.to_thread(_open_at, path, offset)
+        sink = _Sink(fd, offset, [hasher, *hashers] if hasher is not None else list(hashers))
+        loop = asyncio.get_running_loop()
+        pending: asyncio.Future[None] | None = None
         written = 0
         try:
-            await asyncio.to_thread(os.lseek, fd, offset, os.SEEK_SET)
-            buffer = bytearray()
+            batch: list[bytes] = []
+            batched = 0
             async for chunk in chunks:
                 written += len(chunk)
                 if offset + written > limit:
                     raise LimitExceeded()
-                if hasher is not None:
-                    hasher.update(chunk)
-                buffer += chunk
-                if len(buffer) >= WRITE_BUFFER:
-                    await asyncio.to_thread(_write_all, fd, bytes(buffer))
-                    buffer.clear()
-            if buffer:
-                await asyncio.to_thread(_write_all, fd, bytes(buffer))
+                batch.append(chunk)
+                batched += len(chunk)
+                if batched >= WRITE_BUFFER:
+                    if pending is not None:
+                        await pending
+                    pending = sink.submit(loop, batch)
+                    batch, batched = [], 0
+            if pending is not None:
+                await pending
+                pending = None
+            await sink.submit(loop, batch, last=True)
             if verify is not None:
                 verify()
-            await asyncio.to_thread(os.ftruncate, fd, offset + written)
-            await asyncio.to_thread(os.fsync, fd)
+            if durable:
+                await asyncio.to_thread(os.fdatasync, fd)
         except BaseException:
-            # Nothing half-written survives: a fresh file goes, an appended one returns to its offset.
-            await asyncio.to_thread(_rollback, path, fd, offset)
+            # Nothing half-written survives: a fresh file goes, an appended one returns to its offset. The
+            # thread may still be writing (this task was cancelled): the cleanup waits for it, shielded.
+            await asyncio.shield(asyncio.to_thread(_abort, sink, path, offset))
+            if pending is not None and pending.done() and not pending.cancelled():
+                pending.exception()  # already raised or superseded; retrieved so it is not logged
             raise
-        finally:
-            await asyncio.to_thread(_close, fd)
+        await asyncio.to_thread(_close, fd)
         return written, hasher.hexdigest() if hasher is not None else None
 
     async def read(self, key: str) -> AsyncIterator[bytes]:
@@ -143,9 +172,10 @@ class LocalQuarantine:
         return await asyncio.to_thread(_hash_file, self.local_path(key))
 
     async def seal(self, key: str) -> None:
-        """A local file is written in place at every offset: it is one file already. Only an upload that
-        never wrote a byte (tus `Upload-Length: 0`) gets its empty file here."""
-        await asyncio.to_thread(_touch, self.local_path(key))
+        """A local file is written in place at every offset: it is one file already, made durable here (tus
+        PATCHes are not synced one by one). An upload that never wrote a byte (tus `Upload-Length: 0`) gets
+        its empty file here."""
+        await asyncio.to_thread(_sync, self.local_path(key))
 
 
 def quarantine_store(settings: Settings) -> QuarantineStore:
@@ -195,9 +225,75 @@ def _prepare(path: Path) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
-def _touch(path: Path) -> None:
+def _sync(path: Path) -> None:
     _prepare(path)
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def _open_at(path: Path, offset: int) -> int:
+    """The file open for writing at `offset`, with nothing stored past it (a retried tus PATCH replaces what a
+    request that died, or a crash, left there); never past its end, where a hole of zeros would be. Only a
+    write at 0 creates the file."""
+    if offset == 0:
+        _prepare(path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    else:
+        try:
+            fd = os.open(path, os.O_WRONLY)
+        except FileNotFoundError:
+            raise OffsetBeyondEnd(0) from None
+    try:
+        size = os.fstat(fd).st_size
+        if offset > size:
+            raise OffsetBeyondEnd(size)
+        if size > offset:
+            os.ftruncate(fd, offset)
+        os.lseek(fd, offset, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class _Sink:
+    """The writer thread's side of a write: hashes and writes each batch at the file position, and starts the
+    disk write of every `WRITEBACK` bytes. `busy` is clear while a batch is being written."""
+
+    def __init__(self, fd: int, position: int, hashers: list[Any]) -> None:
+        self.fd = fd
+        self.position = position
+        self.flushed = position  # where the writeback not yet started begins
+        self.hashers = hashers
+        self.busy = threading.Event()
+        self.busy.set()
+
+    def submit(
+        self, loop: asyncio.AbstractEventLoop, batch: list[bytes], *, last: bool = False
+    ) -> asyncio.Future[None]:
+        self.busy.clear()
+        try:
+            return loop.run_in_executor(None, self.write, batch, last)
+        except BaseException:
+            self.busy.set()
+            raise
+
+    def write(self, batch: list[bytes], last: bool) -> None:
+        try:
+            for chunk in batch:
+                for hasher in self.hashers:
+                    hasher.update(chunk)  # releases the GIL for large chunks
+            if batch:
+                _writev_all(self.fd, batch)
+                self.position += sum(len(c) for c in batch)
+            if self.position - self.flushed >= WRITEBACK or (last and self.position > self.flushed):
+                _start_writeback(self.fd, self.flushed, self.position - self.flushed)
+                self.flushed = self.position
+        finally:
+            self.busy.set()
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -207,11 +303,54 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def _rollback(path: Path, fd: int, offset: int) -> None:
-    if offset == 0:
-        path.unlink(missing_ok=True)
-    else:
-        os.ftruncate(fd, offset)
+def _writev_all(fd: int, chunks: list[bytes]) -> None:
+    views = [memoryview(c) for c in chunks if c]
+    while views:
+        n = os.writev(fd, views[:_IOV_MAX])
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if n:
+            views[0] = views[0][n:]
+
+
+def _abort(sink: _Sink, path: Path, offset: int) -> None:
+    sink.busy.wait()
+    try:
+        if offset == 0:
+            path.unlink(missing_ok=True)
+        else:
+            os.ftruncate(sink.fd, offset)
+    finally:
+        _close(sink.fd)
+
+
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """Linux's sync_file_range(2) from libc, which Python does not wrap: SYNC_FILE_RANGE_WRITE starts the
+    write-out of a range without waiting for it or dropping it from the page cache (the scan reads it next).
+    It makes nothing durable: the fdatasync at the end does, and has little left to do."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        function = ctypes.CDLL(name, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+_sync_file_range = _load_sync_file_range()
+
+
+def _start_writeback(fd: int, start: int, length: int) -> None:
+    if _sync_file_range is not None:
+        _sync_file_range(fd, start, length, _SYNC_FILE_RANGE_WRITE)  # a failure only means a longer sync
 
 
 def _close(fd: int) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,13 +105,16 @@ class S3Quarantine:
         limit: int,
         offset: int = 0,
         verify: Callable[[], None] | None = None,
+        durable: bool = True,  # a completed S3 PUT or multipart upload is durable already
+        hashers: Sequence[Any] = (),
     ) -> tuple[int, str | None]:
         obj = self.object_key(key)
         # Whatever lies at or past this offset was never acknowledged: the new bytes replace it.
         await self._drop_parts(obj, from_offset=offset)
         hasher = hashlib.sha256() if offset == 0 else None
         target = obj if offset == 0 else _part_key(obj, offset)
-        written = await self._upload(target, chunks, limit=limit, offset=offset, hasher=hasher, verify=verify)
+        feed = [hasher, *hashers] if hasher is not None else list(hashers)
+        written = await self._upload(target, chunks, limit=limit, offset=offset, hashers=feed, verify=verify)
         return written, hasher.hexdigest() if hasher is not None else None
 
     async def read(self, key: str) -> AsyncIterator[bytes]:
@@ -171,7 +174,7 @@ class S3Quarantine:
         *,
         limit: int,
         offset: int,
-        hasher: Any,
+        hashers: list[Any],
         verify: Callable[[], None] | None,
     ) -> int:
         multipart = _Multipart(self, target)
@@ -182,7 +185,7 @@ class S3Quarantine:
                 written += len(chunk)
                 if offset + written > limit:
                     raise LimitExceeded()
-                if hasher is not None:
+                for hasher in hashers:
                     hasher.update(chunk)
                 buffer += chunk
                 while len(buffer) >= self.part_size:

@@ -62,10 +62,10 @@ class NotClean(FilegateError):
 
 def checked_path(path: str | None) -> str | None:
     """A delivery folder inside the connection's root, refused by the same rule as every brokered key."""
-    if path is None or path.strip("/") == "":
+    if path is None or path == "":
         return None
     try:
-        return check_relative(path.strip("/"))
+        return check_relative(path.rstrip("/") or path)
     except InvalidKey as exc:
         raise ValidationFailed(f"path: {exc.detail}") from None
 

@@ -9,6 +9,7 @@ import io
 import os
 import socket
 import threading
+from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
@@ -303,3 +304,59 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _stored(server, t, url: str):
+    upload_id = url.rstrip("/").rsplit("/", 1)[1]
+    return Path(server.env["FILEGATE_DATA_DIR"]) / "quarantine" / t.id / upload_id
+
+
+def test_database_ahead_of_the_stored_bytes(live_server) -> None:
+    """PATCHes are synced only at the end: a host crash can leave the database counting bytes the disk lost.
+    The client then resumes where the bytes end, and the upload completes whole, never with a hole."""
+    t = make_tenant(live_server)
+    data = os.urandom(4 * CHUNK)
+    url = create(live_server, t, len(data))
+    for i in range(3):
+        assert patch(url, t, i * CHUNK, data[i * CHUNK : (i + 1) * CHUNK]).status_code == 204
+    stored = _stored(live_server, t, url)
+    lost = CHUNK + CHUNK // 2
+    os.truncate(stored, lost)  # what survived the crash; the database says 3 * CHUNK
+    assert head(url, t).headers["upload-offset"] == str(lost)
+    r = patch(url, t, 3 * CHUNK, data[3 * CHUNK :])
+    assert r.status_code == 409, r.text
+    assert r.json()["code"] == "offset_mismatch"
+    assert upload_of(live_server, t, url)["state"] == "receiving"
+    assert stored.stat().st_size == lost
+    r = patch(url, t, lost, data[lost:])
+    assert r.status_code == 204, r.text
+    assert r.headers["upload-offset"] == str(len(data))
+    upload = upload_of(live_server, t, url)
+    assert upload["state"] != "receiving"
+    assert upload["size"] == len(data)
+    assert upload["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_all_stored_bytes_lost(live_server) -> None:
+    t = make_tenant(live_server)
+    data = os.urandom(2 * CHUNK)
+    url = create(live_server, t, len(data))
+    assert patch(url, t, 0, data[:CHUNK]).status_code == 204
+    _stored(live_server, t, url).unlink()
+    assert head(url, t).headers["upload-offset"] == "0"
+    assert patch(url, t, CHUNK, data[CHUNK:]).status_code == 409
+    assert patch(url, t, 0, data).status_code == 204
+    assert upload_of(live_server, t, url)["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_bytes_past_the_offset_are_replaced(live_server) -> None:
+    """A PATCH that wrote and died before the database moved: the retry at the database's offset wins."""
+    t = make_tenant(live_server)
+    data = os.urandom(2 * CHUNK)
+    url = create(live_server, t, len(data))
+    assert patch(url, t, 0, data[:CHUNK]).status_code == 204
+    with _stored(live_server, t, url).open("ab") as f:
+        f.write(b"\0" * (CHUNK + 7))
+    assert head(url, t).headers["upload-offset"] == str(CHUNK)
+    assert patch(url, t, CHUNK, data[CHUNK:]).status_code == 204
+    assert upload_of(live_server, t, url)["sha256"] == hashlib.sha256(data).hexdigest()
