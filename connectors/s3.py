@@ -2,8 +2,8 @@
 
 boto3 is blocking, so every call runs in a worker thread (`asyncio.to_thread`) on ONE client per connector
 (botocore clients are thread-safe and keep a connection pool). Uploads are streamed: a stream shorter than
-one part is a single PutObject; a longer one is a multipart upload of `PART`-sized parts, sending one part
-while the next one fills, so at most two parts (plus one incoming chunk) are in memory. Any failure,
+one part is a single PutObject; a longer one is a multipart upload of `PART`-sized parts, sending up to
+`MAX_IN_FLIGHT` parts while the next one fills, so at most four parts (32 MiB) are in memory. Any failure,
 cancellation included, aborts the multipart upload, so no invisible parts are left behind (and billed).
 
 Credentials are the stored keys only, never boto3's default chain (the gateway's own AWS identity must
@@ -52,6 +52,7 @@ from connectors.schemas import S3Config, S3Secrets
 
 MIB = 1024 * 1024
 PART = 8 * MIB  # below this a single PutObject; the multipart part size otherwise
+MAX_IN_FLIGHT = 3  # parts sent concurrently by one put (boto3's own upload_file sends up to 10)
 MAX_PARTS = 10_000  # S3's limit; very large objects get bigger parts
 MAX_KEYS = 1000  # S3 answers at most 1000 keys per ListObjectsV2 page
 ROLE_SESSION_NAME = "filegate"
@@ -261,8 +262,8 @@ class S3Connector:
 
 
 class _Multipart:
-    """One multipart upload, started on its first part. At most one part is in flight while the
-    caller fills the next one."""
+    """One multipart upload, started on its first part. Up to `MAX_IN_FLIGHT` parts are sent at once
+    while the caller fills the next one (memory: that many parts plus one)."""
 
     def __init__(self, connector: S3Connector, key: str, extra: dict[str, str]) -> None:
         self.connector = connector
@@ -270,7 +271,7 @@ class _Multipart:
         self.extra = extra
         self.upload_id: str | None = None
         self.parts: builtins.list[dict[str, Any]] = []
-        self.in_flight: asyncio.Task[None] | None = None
+        self.in_flight: builtins.list[asyncio.Task[None]] = []
         self.creating: asyncio.Future[Any] | None = None
 
     async def send(self, data: bytes) -> None:
@@ -282,10 +283,13 @@ class _Multipart:
             )
             created = await asyncio.shield(self.creating)
             self.upload_id = str(created["UploadId"])
-        await self.wait()
+        while len(self.in_flight) >= MAX_IN_FLIGHT:
+            # Shielded: cancelling the caller must not orphan a part whose thread still sends it.
+            await asyncio.shield(self.in_flight[0])
+            self.in_flight.pop(0)
         number = len(self.parts) + 1
         self.parts.append({"PartNumber": number})
-        self.in_flight = asyncio.create_task(self._upload_part(number, data))
+        self.in_flight.append(asyncio.create_task(self._upload_part(number, data)))
 
     async def _upload_part(self, number: int, data: bytes) -> None:
         c = self.connector
@@ -300,11 +304,14 @@ class _Multipart:
         self.parts[number - 1]["ETag"] = answer["ETag"]
 
     async def wait(self) -> None:
-        # Shielded: cancelling the caller must not orphan a part whose thread still sends it.
-        task = self.in_flight
-        if task is not None:
-            await asyncio.shield(task)
-            self.in_flight = None
+        # Every part settles (shielded) before this returns or raises the first failure, so an abort that
+        # follows never races a part still being sent.
+        if self.in_flight:
+            results = await asyncio.shield(asyncio.gather(*self.in_flight, return_exceptions=True))
+            self.in_flight = []
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
 
     async def complete(self) -> None:
         await self.wait()
