@@ -92,8 +92,12 @@ def serve() -> None:
     _serve(settings)
 
 
+HTTP1_BUFFER = 1024 * 1024
+
+
 def _serve(settings: Settings) -> None:
     from granian.constants import Interfaces, Loops
+    from granian.http import HTTP1Settings
     from granian.server import Server
 
     Server(
@@ -105,6 +109,8 @@ def _serve(settings: Settings) -> None:
         loop=Loops.uvloop,
         factory=True,
         log_access=False,  # the gateway writes its own access line, without query strings
+        # Bigger reads from the socket: an upload body arrives in fewer, larger chunks.
+        http1_settings=HTTP1Settings(max_buffer_size=HTTP1_BUFFER),
     ).serve()
 
 
