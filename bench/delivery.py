@@ -183,11 +183,8 @@ def run(work: Path, size: int, runs: int, s3_port: int, az_port: int) -> None:
     )
 
     async def deliver(connection_id: str) -> None:
-        from gateway.audit import AuditRecorder
-        from gateway.connections.wiring import connection_services
+        from gateway.connections.wiring import connection_services_for
         from gateway.db import Database, create_engine
-        from gateway.keys import load_credentials, load_keyring
-        from gateway.uploads.quarantine import quarantine_store
 
         await sql(
             f"UPDATE uploads SET state = 'clean', connection_id = '{connection_id}' WHERE id = '{upload_id}'",
@@ -195,14 +192,7 @@ def run(work: Path, size: int, runs: int, s3_port: int, az_port: int) -> None:
         )
         db = Database(create_engine(settings))
         try:
-            wired = connection_services(
-                settings,
-                db=db,
-                audit=AuditRecorder(db),
-                store=quarantine_store(settings),
-                ring=load_keyring(settings),
-                credentials=load_credentials(settings),
-            )
+            wired = connection_services_for(settings, db)
             outcome = await wired.delivery.run(tenant_id, upload_id)
             assert outcome.state == "delivered", outcome  # type: ignore[union-attr]
         finally:

@@ -70,3 +70,18 @@ def connection_services(
         settings=settings.connectors,
     )
     return ConnectionServices(connections, publishing, delivery)
+
+
+def connection_services_for(settings: Settings, db: Database) -> ConnectionServices:
+    """The same services for a process outside the gateway (the worker, tools): keys and store from settings."""
+    from gateway.keys import load_credentials, load_keyring
+    from gateway.uploads.quarantine import quarantine_store
+
+    return connection_services(
+        settings,
+        db=db,
+        audit=AuditRecorder(db),
+        store=quarantine_store(settings),
+        ring=load_keyring(settings),
+        credentials=load_credentials(settings),
+    )

@@ -377,27 +377,21 @@ class OidcService:
             raw_id_token = token.get("id_token")
             if not isinstance(raw_id_token, str):
                 raise idtoken.InvalidIdToken("no id_token")
-            keys = await self.discovery.keys(meta)
-            try:
-                return idtoken.validate(
-                    raw_id_token,
-                    keys,
-                    issuer=provider.issuer,
-                    client_id=provider.client_id,
-                    nonce=pending.nonce,
-                )
-            except idtoken.InvalidIdToken as first:
-                if "signature" not in str(first):
-                    raise
-                # The provider may have rotated its keys since we cached them: fetch once more.
-                keys = await self.discovery.keys(meta, refresh=True)
-                return idtoken.validate(
-                    raw_id_token,
-                    keys,
-                    issuer=provider.issuer,
-                    client_id=provider.client_id,
-                    nonce=pending.nonce,
-                )
+            # A key we do not know may be one the provider rotated in since we cached its JWKS: refetch once.
+            for refresh in (False, True):
+                keys = await self.discovery.keys(meta, refresh=refresh)
+                try:
+                    return idtoken.validate(
+                        raw_id_token,
+                        keys,
+                        issuer=provider.issuer,
+                        client_id=provider.client_id,
+                        nonce=pending.nonce,
+                    )
+                except idtoken.InvalidIdToken as exc:
+                    if refresh or "signature" not in str(exc):
+                        raise
+            raise AssertionError("unreachable")  # pragma: no cover
         except idtoken.InvalidIdToken as exc:
             await self._fail(pending, ctx, f"id_token:{exc}"[:80])
             raise OidcFailed("the identity provider's ID token was not acceptable") from None

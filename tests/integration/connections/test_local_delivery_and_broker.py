@@ -78,22 +78,12 @@ async def test_clean_upload_is_delivered_once_and_served_by_the_broker(
 
     # The same delivery run again (a retried job): still one object, same bytes, still delivered.
     # (its own engine: the app's pool belongs to the test client's event loop thread)
-    from gateway.audit import AuditRecorder
-    from gateway.connections.wiring import connection_services
+    from gateway.connections.wiring import connection_services_for
     from gateway.db import Database, create_engine
-    from gateway.keys import load_credentials, load_keyring
-    from gateway.uploads.quarantine import quarantine_store
 
     db = Database(create_engine(settings))
     try:
-        wired = connection_services(
-            settings,
-            db=db,
-            audit=AuditRecorder(db),
-            store=quarantine_store(settings),
-            ring=load_keyring(settings),
-            credentials=load_credentials(settings),
-        )
+        wired = connection_services_for(settings, db)
         # The same job again: the compare-and-set makes it a no-op.
         again = await wired.delivery.run(uuid.UUID(tenant.id), uuid.UUID(str(created["id"])))
         assert again.state is None  # type: ignore[union-attr]

@@ -9,13 +9,10 @@ import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
-from gateway.audit import AuditRecorder
 from gateway.connections.tokens import refresh_tokens
-from gateway.connections.wiring import connection_services
+from gateway.connections.wiring import connection_services_for
 from gateway.db import Database, create_engine
-from gateway.keys import load_credentials, load_keyring
 from gateway.settings import Settings
-from gateway.uploads.quarantine import quarantine_store
 from tests.factories import create_tenant
 from tests.fakes.instagram import FakeInstagram, running
 
@@ -54,14 +51,7 @@ async def test_due_tokens_are_refreshed_and_sealed_again(
     cid = r.json()["id"]
     db = Database(create_engine(settings))
     try:
-        wired = connection_services(
-            settings,
-            db=db,
-            audit=AuditRecorder(db),
-            store=quarantine_store(settings),
-            ring=load_keyring(settings),
-            credentials=load_credentials(settings),
-        )
+        wired = connection_services_for(settings, db)
         # A token set a moment ago is not refreshed (Instagram refuses tokens younger than a day).
         assert await refresh_tokens(db, wired.connections, refresh_days=7) == 0
         await owner_conn.execute(
