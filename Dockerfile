@@ -7,6 +7,20 @@
 # Pin by digest in your registry mirror if you need byte-for-byte rebuilds, e.g.
 #   --build-arg PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:...
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# Node only builds the upload page's bundle; nothing of it reaches the runtime image.
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+# --- web: the upload page's browser bundle (what scripts/web.sh builds locally) ----------------------
+FROM ${NODE_IMAGE} AS web
+WORKDIR /web
+# The lockfile first: the npm layer is rebuilt only when the dependencies change. Sources are copied one
+# by one, never web/ whole: .dockerignore's `node_modules` covers only the top level, and a host's
+# web/node_modules (another platform's esbuild binary) must not land over the one npm ci installs here.
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY web/build.mjs ./
+COPY web/src/ src/
+RUN node build.mjs /out
 
 # --- builder: a self-contained virtualenv in /opt/venv ----------------------------------------------
 FROM ${PYTHON_IMAGE} AS builder
@@ -32,6 +46,9 @@ COPY connectors/ connectors/
 COPY scanning/ scanning/
 COPY workers/ workers/
 COPY migrations/ migrations/
+# The bundle is package data (gateway/web/static/*): the web stage's build, not whatever the host had.
+RUN rm -rf gateway/web/static
+COPY --from=web /out/ gateway/web/static/
 
 # A regular (not editable) install: the Alembic scripts are package data, so /src is not needed later.
 RUN pip install --no-cache-dir .

@@ -49,6 +49,7 @@ from gateway.uploads.quarantine import quarantine_store
 from gateway.uploads.service import UploadService
 from gateway.users.controllers import UserController, change_password
 from gateway.users.service import UserService
+from gateway.web.controllers import static_asset, upload_page
 from scanning.clamav import ClamdClient
 from tenants.passwords import PasswordHashing
 from tenants.tokens import AccessTokens
@@ -75,6 +76,8 @@ ROUTES: list[ControllerRouterHandler] = [
     media_link,
     OidcLoginController,
     IdentityProviderController,
+    upload_page,
+    static_asset,
 ]
 
 

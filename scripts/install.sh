@@ -39,4 +39,11 @@ if [[ ! -f $wanted && ! -f ".venv/.installed-$key-test" ]]; then
   rm -f .venv/.installed-*
   touch "$wanted"
 fi
+# The upload page's browser bundle (web/ → gateway/web/static/, esbuild; needs node/npm, which npm.sh
+# installs when missing). Without it the gateway runs, but /app/upload answers 503: fatal for the tests,
+# a warning for a plain install.
+if ! ./scripts/web.sh; then
+  ((want_test)) && exit 1
+  echo "install.sh: warning: the upload page bundle was not built (scripts/web.sh); /app/upload answers 503" >&2
+fi
 echo "install.sh: ready (.venv)"

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 ./scripts/install.sh --test
 ./scripts/services.sh
 ./scripts/npm.sh tests/e2e/js tests/fakes/js tests/fakes/oidc   # tus-js-client for the e2e test; Azurite for the Azure Blob tests; oidc-provider for the OIDC tests
+./scripts/browser.sh   # chromium (Debian) + playwright-core for the upload page's browser test
 
 echo "== ruff"
 .venv/bin/ruff check .

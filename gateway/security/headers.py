@@ -22,6 +22,13 @@ DOCS_CSP = (
     b"style-src 'self' 'unsafe-inline' https://fonts.googleapis.com; font-src https://fonts.gstatic.com; "
     b"img-src 'self' data: https://cdn.redoc.ly; connect-src 'self'; worker-src blob:; frame-ancestors 'none'"
 )
+# The browser app (/app/): its own bundled script and styles only, nothing inline (Uppy styles through the
+# CSSOM, which style-src does not govern); thumbnails are blob: URLs, Uppy's icons data: URLs.
+APP_CSP = (
+    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    b"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+APP_PREFIX = "/app/"
 
 _BASE_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -67,6 +74,7 @@ class EdgeMiddleware:
         path: str = scope.get("path", "")
         is_docs = path == "/schema" or (path.startswith("/schema/") and not path.endswith(".json"))
         is_tus = path.startswith(TUS_PREFIX)
+        csp = DOCS_CSP if is_docs else APP_CSP if path.startswith(APP_PREFIX) else API_CSP
         started = time.perf_counter()
         status_holder: dict[str, int] = {}
 
@@ -78,7 +86,7 @@ class EdgeMiddleware:
                 ]
                 headers.append((b"x-request-id", rid.encode()))
                 headers.extend(_BASE_HEADERS)
-                headers.append((b"content-security-policy", DOCS_CSP if is_docs else API_CSP))
+                headers.append((b"content-security-policy", csp))
                 # Every API answer may carry a token or personal data: no cache may keep it.
                 headers.append((b"cache-control", b"no-store"))
                 if self.hsts:

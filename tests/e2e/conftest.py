@@ -140,3 +140,11 @@ def cli_tenant_create(
         timeout=60,
         check=False,
     )
+
+
+@pytest.fixture(scope="session")
+def browser_ready() -> Path:
+    """Chromium, playwright-core and the upload page's bundle, installed and built (idempotent)."""
+    from tests.e2e.browsing import ensure_browser
+
+    return ensure_browser()
