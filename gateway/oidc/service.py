@@ -38,11 +38,11 @@ from gateway.db import Database
 from gateway.errors import Conflict, FilegateError, NotFound, ValidationFailed
 from gateway.identity.schemas import TokenPair
 from gateway.identity.service import IdentityService
-from gateway.oidc import idtoken
 from gateway.oidc.discovery import Discovery, DiscoveryError
 from gateway.oidc.schemas import GOOGLE_ISSUER, ProviderIn, ProviderList, ProviderOut
 from gateway.security.principal import Principal
 from gateway.security.sessions import SessionStore, host_cookie
+from tenants import oidc as idtoken
 from tenants.models import IdentityProvider, User, UserIdentity
 
 log = structlog.get_logger("filegate.oidc")

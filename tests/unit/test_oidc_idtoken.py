@@ -9,8 +9,8 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
-from gateway.oidc.idtoken import InvalidIdToken, validate
 from gateway.oidc.service import InvalidRedirect, safe_redirect
+from tenants.oidc import InvalidIdToken, validate
 
 ISSUER = "https://idp.example"
 CLIENT = "filegate"
