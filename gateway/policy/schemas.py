@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -14,6 +16,32 @@ MimePattern = Annotated[
     ),
 ]
 Origin = Annotated[str, msgspec.Meta(max_length=255, pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")]
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_LOOPBACK = ("localhost", "127.0.0.1")
+_DEFAULT_PORT = {"http": 80, "https": 443}
+
+
+def origin_problem(origin: str) -> str | None:
+    """Why `origin` is not an exact origin a browser sends (None when it is one).
+
+    Browsers send scheme and host in lower case and never the default port, so anything else would never
+    match; plain http is accepted for loopback development servers only.
+    """
+    parts = urlsplit(origin)
+    host = parts.hostname or ""
+    if origin != origin.lower():
+        return "must be lower case"
+    try:
+        port = parts.port
+    except ValueError:
+        return "has an invalid port"
+    if port is not None and (port == 0 or port == _DEFAULT_PORT.get(parts.scheme)):
+        return "must not name port 0 or the scheme's default port"
+    if host not in _LOOPBACK and not all(_LABEL.match(label) for label in host.split(".")):
+        return "has an invalid host name"
+    if parts.scheme == "http" and host not in _LOOPBACK:
+        return "must use https (plain http only for localhost)"
+    return None
 
 
 class ArchiveLimits(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -8,7 +8,8 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.audit import AuditContext, AuditRecorder, Target
-from gateway.policy.schemas import ArchiveLimits, Policy
+from gateway.errors import ValidationFailed
+from gateway.policy.schemas import ArchiveLimits, Policy, origin_problem
 from gateway.security.principal import Principal
 from tenants.models import TenantPolicy
 from tenants.repository import PolicyRepository
@@ -52,6 +53,10 @@ class PolicyService:
     async def replace(
         self, session: AsyncSession, principal: Principal, policy: Policy, ctx: AuditContext
     ) -> Policy:
+        for origin in policy.cors_origins:
+            problem = origin_problem(origin)
+            if problem is not None:
+                raise ValidationFailed(f"cors_origins: {origin[:100]} {problem}")
         repo = PolicyRepository(session, principal.tenant_id)
         row = await repo.get(for_update=True)
         before = msgspec.to_builtins(from_model(row)) if row else {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import httpx
+import pytest
 
 from gateway.security.cors import TtlCache
 from tests.factories import TenantHandle, create_tenant
@@ -58,11 +59,12 @@ async def test_preflight_from_an_origin_some_tenant_lists_gets_that_exact_origin
 async def test_listing_ignores_case_as_origins_do(client) -> None:
     a = await create_tenant(client)
     origin = new_origin()
-    await allow(client, a, origin.replace("https://app-", "https://App-"))
-    r = await preflight(client, "/v1/uploads", origin, "GET")
-    assert r.headers["access-control-allow-origin"] == origin
-    r = await client.get("/v1/uploads", headers={**a.admin.headers, "Origin": origin})
-    assert r.headers["access-control-allow-origin"] == origin
+    await allow(client, a, origin)  # the policy holds exact (lower-case) origins only
+    mixed = origin.replace("https://app-", "https://App-")
+    r = await preflight(client, "/v1/uploads", mixed, "GET")
+    assert r.headers["access-control-allow-origin"] == mixed
+    r = await client.get("/v1/uploads", headers={**a.admin.headers, "Origin": mixed})
+    assert r.headers["access-control-allow-origin"] == mixed
 
 
 async def test_preflight_from_an_unlisted_origin_gets_no_cors_headers(client) -> None:
@@ -194,14 +196,19 @@ async def test_unauthenticated_answers_get_no_allow_origin(client) -> None:
 
 
 async def test_same_origin_requests_are_untouched(client) -> None:
-    a = await create_tenant(client)
-    own = str(client.base_url).rstrip("/")
-    await allow(client, a, own)
-    for headers in ({}, {"Origin": own}):
-        r = await client.get("/v1/uploads", headers={**a.admin.headers, **headers})
-        assert r.status_code == 200
-        assert cors_headers(r) == {}
-        assert "vary" not in r.headers
+    from litestar.testing import AsyncTestClient
+
+    # Listed or not, a request from the gateway's own origin is not a CORS request (https: the policy
+    # lists https origins only, apart from localhost).
+    async with AsyncTestClient(app=client.app, base_url="https://testserver.local") as own_client:
+        a = await create_tenant(own_client)
+        own = "https://testserver.local"
+        await allow(own_client, a, own)
+        for headers in ({}, {"Origin": own}):
+            r = await own_client.get("/v1/uploads", headers={**a.admin.headers, **headers})
+            assert r.status_code == 200
+            assert cors_headers(r) == {}
+            assert "vary" not in r.headers
 
 
 async def test_the_definer_lookup_answers_yes_or_no_only(client, app_conn) -> None:
@@ -227,3 +234,30 @@ def test_ttl_cache_expires_and_stays_bounded() -> None:
         cache.put(key, True)
     assert cache.get("c") is None  # the oldest live entry made room
     assert [cache.get(k) for k in "def"] == [True, True, True]
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://App.Example",
+        "https://a.example:443",
+        "http://a.example:80",
+        "https://a.example:99999",
+        "https://.",
+        "https://-a.example",
+        "https://a..b",
+        "http://frontend.example",
+    ],
+)
+async def test_policy_refuses_origins_a_browser_never_sends(client, origin: str) -> None:
+    tenant = await create_tenant(client)
+    r = await client.put("/v1/policy", json={"cors_origins": [origin]}, headers=tenant.admin.headers)
+    assert r.status_code == 400, (origin, r.text)
+    assert r.json()["code"] == "validation_failed"
+
+
+async def test_policy_accepts_exact_origins(client) -> None:
+    tenant = await create_tenant(client)
+    origins = ["https://app.example", "https://app.example:8443", "http://localhost:3000"]
+    r = await client.put("/v1/policy", json={"cors_origins": origins}, headers=tenant.admin.headers)
+    assert r.status_code == 200, r.text
