@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 
 from redis.asyncio import Redis
 from redis.exceptions import LockError
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, update
 
 from gateway.audit import AuditContext, Target
 from gateway.errors import Conflict, NotFound
@@ -40,6 +40,22 @@ from gateway.uploads.service import FileTooLarge, IncomingFile, UploadService, c
 LOCK_TTL = 30.0
 RUNNING_HASHES = 1024
 LOCK_WAIT = 5.0
+
+
+_UPLOADS: Table = Upload.__table__  # type: ignore[assignment]
+# A PATCH's one write, built once (it runs for every chunk of every upload): a compare-and-set on the offset
+# the database had, so any other move since (another replica, a deletion, completion) is not overwritten.
+_ADVANCE = (
+    update(_UPLOADS)
+    .where(
+        _UPLOADS.c.tenant_id == bindparam("b_tenant"),
+        _UPLOADS.c.id == bindparam("b_upload"),
+        _UPLOADS.c.state == UploadState.RECEIVING.value,
+        _UPLOADS.c.size == bindparam("b_offset"),
+    )
+    .values(size=bindparam("b_new_offset"), expires_at=bindparam("b_expires_at"))
+    .returning(_UPLOADS.c.id)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,24 +203,21 @@ class TusService:
                 expires = datetime.now(UTC) + timedelta(seconds=self.expiry)
                 return TusState(upload_id, new_offset, known.length, expires)
             expires = datetime.now(UTC) + timedelta(seconds=self.expiry)
-            async with self.uploads.db.tenant(principal.tenant_id) as session:
-                # A PATCH before the last one is not synced to disk, so neither is its offset: after a crash
-                # the database may hold an older one (the client resumes there; the PATCH replaces what lies
-                # past it), and one past the stored bytes is capped by `_offset`. The last PATCH's
-                # quarantine transaction commits synchronously, after `seal` made every byte durable.
-                await session.execute(select(func.set_config("synchronous_commit", "off", True)))
-                # Compare-and-set on the offset the database had: any other move since is not overwritten.
+            # A PATCH before the last one is not synced to disk, so neither is its offset: after a crash the
+            # database may hold an older one (the client resumes there; the PATCH replaces what lies past
+            # it), and one past the stored bytes is capped by `_offset`. The last PATCH's quarantine
+            # transaction commits synchronously, after `seal` made every byte durable.
+            async with self.uploads.db.tenant(principal.tenant_id, synchronous_commit=False) as session:
                 moved = (
                     await session.execute(
-                        update(Upload)
-                        .where(
-                            Upload.tenant_id == principal.tenant_id,
-                            Upload.id == upload_id,
-                            Upload.state == UploadState.RECEIVING.value,
-                            Upload.size == known.offset,
-                        )
-                        .values(size=new_offset, expires_at=expires)
-                        .returning(Upload.id)
+                        _ADVANCE,
+                        {
+                            "b_tenant": principal.tenant_id,
+                            "b_upload": upload_id,
+                            "b_offset": known.offset,
+                            "b_new_offset": new_offset,
+                            "b_expires_at": expires,
+                        },
                     )
                 ).scalar_one_or_none()
             if moved is None:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from gateway.settings import Settings
 
 WRITE_BUFFER = 1024 * 1024  # bytes handed to the writer thread at once (and at most one more in flight)
+HANDOFF = 256 * 1024  # fewer bytes are handed over early, when the writer thread is idle
 WRITEBACK = 8 * 1024 * 1024  # start the disk write of every this many bytes while the rest still arrives
 READ_CHUNK = 1024 * 1024
 
@@ -109,13 +110,20 @@ class LocalQuarantine:
         hashers: Sequence[Any] = (),
     ) -> tuple[int, str | None]:
         """Chunks are collected on the event loop and written (`writev`, no copy) and hashed by a thread while
-        the next ones arrive; at most one block is in flight. The disk write of what is written starts every
-        `WRITEBACK` bytes (`sync_file_range`), so the one `fdatasync` at the end (or in `seal`) is short."""
+        the next ones arrive; at most one block is in flight, and a block is handed over as soon as the
+        thread is idle (from `HANDOFF` bytes), so little is left to hash and write after the last chunk. The
+        disk write of what is written starts every `WRITEBACK` bytes (`sync_file_range`), so the one
+        `fdatasync` at the end (or in `seal`) is short. A write that is neither verified nor made durable
+        here closes its file in the thread, with its last bytes. (The file is open before the first chunk
+        is read: a body read while many opens wait for a thread would sit in this process's memory rather
+        than in the socket's buffer.)"""
         path = self.local_path(key)
         hasher = hashlib.sha256() if offset == 0 else None
+        hashing = [hasher, *hashers] if hasher is not None else list(hashers)
         fd = await asyncio.to_thread(_open_at, path, offset)
-        sink = _Sink(fd, offset, [hasher, *hashers] if hasher is not None else list(hashers))
+        sink = _Sink(fd, offset, hashing)
         loop = asyncio.get_running_loop()
+        closes = verify is None and not durable
         pending: asyncio.Future[None] | None = None
         written = 0
         try:
@@ -127,7 +135,7 @@ class LocalQuarantine:
                     raise LimitExceeded()
                 batch.append(chunk)
                 batched += len(chunk)
-                if batched >= WRITE_BUFFER:
+                if batched >= WRITE_BUFFER or (batched >= HANDOFF and (pending is None or pending.done())):
                     if pending is not None:
                         await pending
                     pending = sink.submit(loop, batch)
@@ -135,11 +143,11 @@ class LocalQuarantine:
             if pending is not None:
                 await pending
                 pending = None
-            await sink.submit(loop, batch, last=True)
+            await sink.submit(loop, batch, last=True, close=closes)
             if verify is not None:
                 verify()
             if durable:
-                await asyncio.to_thread(os.fdatasync, fd)
+                await asyncio.to_thread(os.fdatasync, sink.fd)
         except BaseException:
             # Nothing half-written survives: a fresh file goes, an appended one returns to its offset. The
             # thread may still be writing (this task was cancelled): the cleanup waits for it, shielded.
@@ -147,7 +155,8 @@ class LocalQuarantine:
             if pending is not None and pending.done() and not pending.cancelled():
                 pending.exception()  # already raised or superseded; retrieved so it is not logged
             raise
-        await asyncio.to_thread(_close, fd)
+        if not closes:
+            await asyncio.to_thread(_close, sink.fd)
         return written, hasher.hexdigest() if hasher is not None else None
 
     async def read(self, key: str) -> AsyncIterator[bytes]:
@@ -272,16 +281,16 @@ class _Sink:
         self.busy.set()
 
     def submit(
-        self, loop: asyncio.AbstractEventLoop, batch: list[bytes], *, last: bool = False
+        self, loop: asyncio.AbstractEventLoop, batch: list[bytes], *, last: bool = False, close: bool = False
     ) -> asyncio.Future[None]:
         self.busy.clear()
         try:
-            return loop.run_in_executor(None, self.write, batch, last)
+            return loop.run_in_executor(None, self.write, batch, last, close)
         except BaseException:
             self.busy.set()
             raise
 
-    def write(self, batch: list[bytes], last: bool) -> None:
+    def write(self, batch: list[bytes], last: bool, close: bool = False) -> None:
         try:
             for chunk in batch:
                 for hasher in self.hashers:
@@ -292,6 +301,9 @@ class _Sink:
             if self.position - self.flushed >= WRITEBACK or (last and self.position > self.flushed):
                 _start_writeback(self.fd, self.flushed, self.position - self.flushed)
                 self.flushed = self.position
+            if close:
+                fd, self.fd = self.fd, -1
+                _close(fd)
         finally:
             self.busy.set()
 
@@ -316,13 +328,22 @@ def _writev_all(fd: int, chunks: list[bytes]) -> None:
 
 def _abort(sink: _Sink, path: Path, offset: int) -> None:
     sink.busy.wait()
+    fd = sink.fd
     try:
         if offset == 0:
             path.unlink(missing_ok=True)
-        else:
-            os.ftruncate(sink.fd, offset)
+        elif fd >= 0:
+            os.ftruncate(fd, offset)
+        else:  # its last block was written and the file closed before the write was cancelled
+            with contextlib.suppress(FileNotFoundError):
+                reopened = os.open(path, os.O_WRONLY)
+                try:
+                    os.ftruncate(reopened, offset)
+                finally:
+                    _close(reopened)
     finally:
-        _close(sink.fd)
+        if fd >= 0:
+            _close(fd)
 
 
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16

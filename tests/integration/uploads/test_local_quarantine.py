@@ -120,3 +120,19 @@ async def test_writev_handles_short_writes(tmp_path: Path, monkeypatch: pytest.M
     finally:
         os.close(fd)
     assert path.read_bytes() == b"abcdefghi" + b"j" * 1000
+
+
+async def test_a_write_cancelled_after_its_file_closed_is_still_undone(tmp_path: Path) -> None:
+    """A tus PATCH closes its file in the thread with its last block; cancelled just then, it is rolled back
+    by path."""
+    store = LocalQuarantine(tmp_path / "q")
+    key = new_key()
+    await store.write(key, chunked(b"base"), limit=100)
+    path = store.local_path(key)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    sink = quarantine._Sink(fd, 4, [])
+    sink.write([b"late"], last=True, close=True)
+    assert sink.fd == -1
+    assert path.read_bytes() == b"baselate"
+    quarantine._abort(sink, path, 4)
+    assert path.read_bytes() == b"base"
