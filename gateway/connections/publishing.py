@@ -15,23 +15,18 @@ from connectors.base import Published
 from gateway.audit import Actor, AuditContext, AuditRecorder, Target
 from gateway.connections.media import InvalidMediaLink, MediaLinks
 from gateway.connections.schemas import InstagramMediaIn, InstagramMediaOut
-from gateway.connections.service import ConnectionService
+from gateway.connections.service import ConnectionService, Opened
 from gateway.db import Database
 from gateway.errors import FilegateError, NotFound
 from gateway.security.principal import Principal
 from gateway.uploads.models import Upload, UploadState
 from gateway.uploads.quarantine import QuarantineStore
 from gateway.uploads.repository import UploadRepository
+from gateway.uploads.service import NotClean
 from tenants.permissions import Permission
 
 SERVABLE = (UploadState.CLEAN.value, UploadState.DELIVERING.value, UploadState.DELIVERED.value)
 MEDIA_LINK = Actor("system", "media_link")
-
-
-class NotClean(FilegateError):
-    code = "not_clean"
-    status = 409
-    title = "File is not released"
 
 
 class MediaUnavailable(FilegateError):
@@ -62,25 +57,13 @@ class PublishingService:
         except InvalidMediaLink as exc:
             raise MediaUnavailable(str(exc)) from None
 
-    async def publish(
-        self,
-        session: AsyncSession,
-        tenant_id: uuid.UUID,
-        connection_id: uuid.UUID,
-        upload: Upload,
-        caption: str | None,
-    ) -> Published:
-        """Publish `upload` (released) through the connection; the connector is closed afterwards."""
-        opened = await self.connections.open_by_id(session, tenant_id, connection_id)
-        try:
-            publisher = opened.publisher()
-            return await publisher.publish(
-                media_url=self.media_url(tenant_id, upload.id),
-                media_type=upload.detected_type or "application/octet-stream",
-                caption=caption,
-            )
-        finally:
-            await opened.aclose()
+    async def publish(self, opened: Opened, upload: Upload, caption: str | None) -> Published:
+        """Publish `upload` (released) through an opened publishing connection (the caller closes it)."""
+        return await opened.publisher().publish(
+            media_url=self.media_url(opened.connection.tenant_id, upload.id),
+            media_type=upload.detected_type or "application/octet-stream",
+            caption=caption,
+        )
 
     async def publish_request(
         self,
@@ -90,14 +73,18 @@ class PublishingService:
         data: InstagramMediaIn,
         ctx: AuditContext,
     ) -> InstagramMediaOut:
-        await self.connections.load(session, principal.tenant_id, connection_id)
+        connection = await self.connections.load(session, principal.tenant_id, connection_id)
         upload = await UploadRepository(session, principal.tenant_id).get(data.upload_id)
         # A User publishes their own uploads only; anyone else's is answered like a missing one.
         if upload is None or not principal.may(Permission.INSTAGRAM_PUBLISH, owner_id=upload.owner_id):
             raise NotFound()
         if upload.state not in SERVABLE or upload.purged_at is not None:
             raise NotClean("only a clean upload can be published")
-        published = await self.publish(session, principal.tenant_id, connection_id, upload, data.caption)
+        opened = self.connections.open(connection)
+        try:
+            published = await self.publish(opened, upload, data.caption)
+        finally:
+            await opened.aclose()
         await self.audit.record(
             session,
             principal.tenant_id,

@@ -15,7 +15,7 @@ from gateway.oidc.service import BINDING_COOKIE, OidcService, binding_cookie
 from gateway.security.authn import EXCLUDE_OPT
 from gateway.security.guards import requires
 from gateway.security.principal import Principal
-from gateway.security.sessions import session_cookie
+from gateway.security.sessions import cookie_value, session_cookie
 from tenants.permissions import Permission
 from tenants.repository import TenantRecordRepository
 
@@ -25,15 +25,6 @@ PUBLIC = {EXCLUDE_OPT: True}
 def base_url(request: Request[Any, Any, Any]) -> str:
     public: str | None = request.app.state.settings.server.public_url
     return (public or str(request.base_url)).rstrip("/")
-
-
-def _cookie(request: Request[Any, Any, Any], name: str) -> str | None:
-    raw = request.headers.get("cookie") or ""
-    for part in raw.split(";"):
-        key, _, value = part.strip().partition("=")
-        if key == name:
-            return value or None
-    return None
 
 
 class OidcLoginController(Controller):
@@ -72,7 +63,7 @@ class OidcLoginController(Controller):
         done = await oidc.complete(
             name=provider[:64],
             params=params,
-            binding=_cookie(request, BINDING_COOKIE),
+            binding=cookie_value(request.headers.get("cookie"), BINDING_COOKIE),
             ctx=ctx,
             base_url=base_url(request),
         )

@@ -115,12 +115,12 @@ class SessionStore:
         await self._redis.delete(self._key(session_id))
 
 
-def cookie_value(raw_cookie_header: str | None) -> str | None:
-    """Our session cookie's value from a Cookie header (first occurrence), else None."""
+def cookie_value(raw_cookie_header: str | None, name: str = SESSION_COOKIE) -> str | None:
+    """A cookie's value from a Cookie header (first occurrence; default: the session cookie), else None."""
     if not raw_cookie_header:
         return None
     for part in raw_cookie_header.split(";"):
-        name, _, value = part.strip().partition("=")
-        if name == SESSION_COOKIE:
+        key, _, value = part.strip().partition("=")
+        if key == name:
             return value or None
     return None

@@ -129,9 +129,7 @@ class DeliveryPipeline:
                 content_type=upload.detected_type,
             )
             return relative
-        async with self.db.tenant(tenant_id) as session:
-            assert upload.connection_id is not None
-            published = await self.publishing.publish(session, tenant_id, upload.connection_id, upload, None)
+        published = await self.publishing.publish(opened, upload, None)
         return published.media_id
 
     async def _finish(
