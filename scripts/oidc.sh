@@ -150,16 +150,7 @@ start() {
   say "up on http://127.0.0.1:$port (pid $pid, $(elapsed_since "$t0") s)"
 }
 
-stop() {
-  local pid
-  if pid=$(running_pid); then
-    stop_pid "$pid" 50
-    say "stopped (pid $pid)"
-  else
-    say "not running"
-  fi
-  rm -f "$pidfile"
-}
+stop() { daemon_stop 50; }
 
 status() {
   local pid port

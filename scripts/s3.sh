@@ -135,18 +135,9 @@ start() {
   say "up on http://127.0.0.1:$port (pid $pid, $("$weed" version 2>/dev/null | head -n 1), $(elapsed_since "$t0") s)"
 }
 
-stop() {
-  local pid
-  if pid=$(running_pid); then
-    # weed's filer waits for its gRPC streams to close before it exits (~25 s); the data here is
-    # disposable, so it gets 3 s.
-    stop_pid "$pid" 30
-    say "stopped (pid $pid)"
-  else
-    say "not running"
-  fi
-  rm -f "$pidfile" "$dir/filer.sock" "$dir/s3.sock"
-}
+# weed's filer waits for its gRPC streams to close before it exits (~25 s); the data here is disposable,
+# so it gets 3 s.
+stop() { daemon_stop 30 "$dir/filer.sock" "$dir/s3.sock"; }
 
 status() {
   local pid port

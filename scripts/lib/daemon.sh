@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Process handling shared by the scripts that run a private server (scripts/s3.sh, scripts/azurite.sh).
+# Process handling shared by the scripts that run a private server (scripts/s3.sh, azurite.sh, oidc.sh).
 # Sourced, never run. Before sourcing, the script sets:
 #   DAEMON_NAME   how messages start (e.g. "s3.sh")
 #   pidfile       where the server's pid is written
@@ -80,4 +80,18 @@ stop_pid() { # pid grace_tenths
 
 elapsed_since() { # t0 (date +%s.%N)
   awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}'
+}
+
+# The `stop` command: stop the server `running_pid` (defined by the script) names, giving it
+# <grace_tenths> tenths of a second before KILL, then remove the pidfile and any <files>.
+daemon_stop() { # grace_tenths [files...]
+  local pid grace=$1
+  shift
+  if pid=$(running_pid); then
+    stop_pid "$pid" "$grace"
+    say "stopped (pid $pid)"
+  else
+    say "not running"
+  fi
+  rm -f "$pidfile" "$@"
 }
