@@ -16,7 +16,6 @@ import hashlib
 import os
 import shutil
 import tempfile
-import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -151,7 +150,7 @@ class LocalQuarantine:
         except BaseException:
             # Nothing half-written survives: a fresh file goes, an appended one returns to its offset. The
             # thread may still be writing (this task was cancelled): the cleanup waits for it, shielded.
-            await asyncio.shield(asyncio.to_thread(_abort, sink, path, offset))
+            await asyncio.shield(_undo(sink, path, offset))
             if pending is not None and pending.done() and not pending.cancelled():
                 pending.exception()  # already raised or superseded; retrieved so it is not logged
             raise
@@ -270,42 +269,42 @@ def _open_at(path: Path, offset: int) -> int:
 
 class _Sink:
     """The writer thread's side of a write: hashes and writes each batch at the file position, and starts the
-    disk write of every `WRITEBACK` bytes. `busy` is clear while a batch is being written."""
+    disk write of every `WRITEBACK` bytes. A batch handed over is always written: a caller that is cancelled
+    stops waiting for it, never the write itself, and the cleanup waits for it to end (`settle`). (A write
+    cancelled while it waited for a thread would never run, and a cleanup waiting for it would wait for
+    ever: that hung a cut upload under load.)"""
 
     def __init__(self, fd: int, position: int, hashers: list[Any]) -> None:
         self.fd = fd
         self.position = position
         self.flushed = position  # where the writeback not yet started begins
         self.hashers = hashers
-        self.busy = threading.Event()
-        self.busy.set()
+        self.inflight: asyncio.Future[None] | None = None
 
     def submit(
         self, loop: asyncio.AbstractEventLoop, batch: list[bytes], *, last: bool = False, close: bool = False
     ) -> asyncio.Future[None]:
-        self.busy.clear()
-        try:
-            return loop.run_in_executor(None, self.write, batch, last, close)
-        except BaseException:
-            self.busy.set()
-            raise
+        self.inflight = loop.run_in_executor(None, self.write, batch, last, close)
+        return asyncio.shield(self.inflight)
+
+    async def settle(self) -> None:
+        """Until no batch is being written (its outcome is reported to whoever awaited it, or superseded)."""
+        if self.inflight is not None:
+            await asyncio.wait([self.inflight])
 
     def write(self, batch: list[bytes], last: bool, close: bool = False) -> None:
-        try:
-            for chunk in batch:
-                for hasher in self.hashers:
-                    hasher.update(chunk)  # releases the GIL for large chunks
-            if batch:
-                _writev_all(self.fd, batch)
-                self.position += sum(len(c) for c in batch)
-            if self.position - self.flushed >= WRITEBACK or (last and self.position > self.flushed):
-                _start_writeback(self.fd, self.flushed, self.position - self.flushed)
-                self.flushed = self.position
-            if close:
-                fd, self.fd = self.fd, -1
-                _close(fd)
-        finally:
-            self.busy.set()
+        for chunk in batch:
+            for hasher in self.hashers:
+                hasher.update(chunk)  # releases the GIL for large chunks
+        if batch:
+            _writev_all(self.fd, batch)
+            self.position += sum(len(c) for c in batch)
+        if self.position - self.flushed >= WRITEBACK or (last and self.position > self.flushed):
+            _start_writeback(self.fd, self.flushed, self.position - self.flushed)
+            self.flushed = self.position
+        if close:
+            fd, self.fd = self.fd, -1
+            _close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -326,8 +325,12 @@ def _writev_all(fd: int, chunks: list[bytes]) -> None:
             views[0] = views[0][n:]
 
 
+async def _undo(sink: _Sink, path: Path, offset: int) -> None:
+    await sink.settle()
+    await asyncio.to_thread(_abort, sink, path, offset)
+
+
 def _abort(sink: _Sink, path: Path, offset: int) -> None:
-    sink.busy.wait()
     fd = sink.fd
     try:
         if offset == 0:

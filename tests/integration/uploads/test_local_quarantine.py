@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import os
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -136,3 +138,33 @@ async def test_a_write_cancelled_after_its_file_closed_is_still_undone(tmp_path:
     assert path.read_bytes() == b"baselate"
     quarantine._abort(sink, path, 4)
     assert path.read_bytes() == b"base"
+
+
+async def test_an_upload_cut_while_its_block_waits_for_a_thread_is_cleaned_not_hung(tmp_path: Path) -> None:
+    """Under load a block handed to the writer can wait for a free thread; a client that disconnects then
+    cancels the write. The block must still be written (or the cleanup would wait for it for ever, holding a
+    thread: the whole process hung once its threads were gone) and the partial file must go."""
+    loop = asyncio.get_running_loop()
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    loop.set_default_executor(pool)
+    gate = threading.Event()
+    store = LocalQuarantine(tmp_path / "q")
+    key = new_key()
+
+    async def body() -> AsyncIterator[bytes]:
+        loop.run_in_executor(None, gate.wait)  # the only thread is busy from now on
+        yield b"a" * MiB  # handed over: queued behind the busy thread
+        yield b"b" * MiB  # the write waits for the queued block
+        await asyncio.Event().wait()  # a client that never sends more
+        yield b""
+
+    task = asyncio.create_task(store.write(key, body(), limit=10 * MiB))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    await asyncio.sleep(0.1)
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 10)
+    assert not store.local_path(key).exists()
+    loop.set_default_executor(concurrent.futures.ThreadPoolExecutor())
+    pool.shutdown(wait=True)
