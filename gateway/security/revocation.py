@@ -18,6 +18,7 @@ request racing a flush cannot stay behind).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
@@ -36,6 +37,9 @@ CACHE_TTL = 6 * 3600
 PENDING_TTL = 60
 
 
+_LoadKey = tuple[uuid.UUID, uuid.UUID, uuid.UUID | None, bool]
+
+
 def epoch_text(epoch: int | None) -> str:
     return GONE if epoch is None else str(epoch)
 
@@ -45,6 +49,8 @@ class Revocations:
         self._redis = redis
         self._prefix = prefix
         self._db = db
+        # Reads in flight only (never a finished answer: that would bypass the next revocation).
+        self._loading: dict[_LoadKey, asyncio.Future[tuple[str, str]]] = {}
 
     # --- cache keys --------------------------------------------------------------------------------
     def epoch_key(self, user_id: uuid.UUID) -> str:
@@ -68,18 +74,46 @@ class Revocations:
         current: str | None = values[0]
         family: str | None = values[1] if family_id is not None else LIVE
         if current is None or family is None:
-            async with self._db.tenant(tenant_id) as session:
-                if current is None:
-                    current = epoch_text(await UserRepository(session, tenant_id).session_epoch(user_id))
-                if family is None:
-                    assert family_id is not None
-                    revoked = await RefreshTokenRepository(session, tenant_id).family_revoked(family_id)
-                    family = REVOKED if revoked else LIVE
-            refill = {names[0]: current}
-            if family_id is not None:
-                refill[names[1]] = family
-            await self._set(refill, ttl=CACHE_TTL, only_if_absent=True)
+            loaded_epoch, loaded_family = await self._shared_load(
+                tenant_id, user_id, family_id if family is None else None, need_epoch=current is None
+            )
+            current = current if current is not None else loaded_epoch
+            family = family if family is not None else loaded_family
         return current == str(epoch) and family == LIVE
+
+    async def _shared_load(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, family_id: uuid.UUID | None, *, need_epoch: bool
+    ) -> tuple[str, str]:
+        key = (tenant_id, user_id, family_id, need_epoch)
+        pending = self._loading.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._load(tenant_id, user_id, family_id, need_epoch=need_epoch))
+            self._loading[key] = pending
+
+            def done(future: asyncio.Future[tuple[str, str]]) -> None:
+                self._loading.pop(key, None)
+                if not future.cancelled():
+                    future.exception()  # retrieved: every waiter may have gone
+
+            pending.add_done_callback(done)
+        # Shielded: one waiter giving up (a client gone) does not cancel the read the others wait for.
+        return await asyncio.shield(pending)
+
+    async def _load(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, family_id: uuid.UUID | None, *, need_epoch: bool
+    ) -> tuple[str, str]:
+        """The database's answers (user's epoch, family's state) for what Redis lost, written back."""
+        current, family, refill = "", LIVE, {}
+        async with self._db.tenant(tenant_id) as session:
+            if need_epoch:
+                current = epoch_text(await UserRepository(session, tenant_id).session_epoch(user_id))
+                refill[self.epoch_key(user_id)] = current
+            if family_id is not None:
+                revoked = await RefreshTokenRepository(session, tenant_id).family_revoked(family_id)
+                family = REVOKED if revoked else LIVE
+                refill[self.family_key(family_id)] = family
+        await self._set(refill, ttl=CACHE_TTL, only_if_absent=True)
+        return current, family
 
     async def remember_epoch(self, user_id: uuid.UUID, epoch: int | None) -> None:
         """Cache an epoch just read from the database (unless a revocation got there first)."""

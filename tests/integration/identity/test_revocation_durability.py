@@ -145,3 +145,59 @@ async def test_browser_session_of_a_disabled_user_stays_refused_when_its_revocat
         assert await _me(client, cookie) == 401
     finally:
         await redis.aclose()
+
+
+async def test_a_flush_costs_one_database_read_per_session_then_redis_answers_again(client, settings) -> None:
+    import asyncio
+
+    import jwt
+    from sqlalchemy import event
+
+    from gateway.db import Database, create_engine
+    from gateway.security.revocation import CACHE_TTL, PENDING_TTL, Revocations
+
+    t = await create_tenant(client)
+    _, s = await create_user(client, t, "user")
+    claims = jwt.decode(s.access_token, options={"verify_signature": False})
+    args = (uuid.UUID(claims["tid"]), uuid.UUID(claims["sub"]), claims["epoch"], uuid.UUID(claims["sid"]))
+    await lose_redis_keys(settings.redis.key_prefix)
+    reads: list[str] = []
+
+    def count(conn, cursor, statement, *rest) -> None:  # type: ignore[no-untyped-def]
+        if "refresh_tokens" in statement or "session_epoch" in statement:
+            reads.append(statement)
+
+    redis = Redis.from_url(REDIS, decode_responses=True)
+    db = Database(create_engine(settings))
+    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        revocations = Revocations(redis, settings.redis.key_prefix, db)
+        # A burst right after the flush shares one read; later checks are answered by Redis again.
+        assert await asyncio.gather(*[revocations.is_live(*args) for _ in range(20)]) == [True] * 20
+        assert len(reads) == 2, reads  # the user's epoch and the family's state, once
+        assert await asyncio.gather(*[revocations.is_live(*args) for _ in range(5)]) == [True] * 5
+        assert len(reads) == 2, reads
+        keys = [k async for k in redis.scan_iter(match=f"{settings.redis.key_prefix}auth:*")]
+        assert len(keys) == 2
+        for key in keys:
+            assert PENDING_TTL < await redis.ttl(key) <= CACHE_TTL
+    finally:
+        await db.dispose()
+        await redis.aclose()
+
+
+async def test_a_revocation_is_cached_for_long_once_committed(client, settings) -> None:
+    from gateway.security.revocation import PENDING_TTL
+
+    t = await create_tenant(client)
+    user, _ = await create_user(client, t, "user")
+    r = await client.patch(f"/v1/users/{user['id']}", json={"disabled": True}, headers=t.admin.headers)
+    assert r.status_code == 200
+    redis = Redis.from_url(REDIS, decode_responses=True)
+    try:
+        key = f"{settings.redis.key_prefix}auth:epoch:{user['id']}"
+        assert await redis.get(key) == "1"
+        # Written again after the commit with the long TTL, not left at the pre-commit one.
+        assert await redis.ttl(key) > PENDING_TTL
+    finally:
+        await redis.aclose()
