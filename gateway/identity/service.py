@@ -215,6 +215,7 @@ class IdentityService:
                 expires_at=datetime.now(UTC) + timedelta(seconds=self.settings.auth.refresh_token_ttl),
             )
         )
+        await self.revocations.remember_session(user.id, user.session_epoch, family_id)
         return TokenPair(access_token=access, refresh_token=str(cred), expires_in=self.tokens.ttl)
 
     # --- refresh -------------------------------------------------------------------------------------

@@ -119,6 +119,12 @@ class Revocations:
         """Cache an epoch just read from the database (unless a revocation got there first)."""
         await self._set({self.epoch_key(user_id): epoch_text(epoch)}, ttl=CACHE_TTL, only_if_absent=True)
 
+    async def remember_session(self, user_id: uuid.UUID, epoch: int, family_id: uuid.UUID) -> None:
+        """Cache what issuing a token pair just read (unless a revocation got there first), so the new
+        token's first request asks Redis only. A family that then rolls back is named by no token."""
+        values = {self.epoch_key(user_id): epoch_text(epoch), self.family_key(family_id): LIVE}
+        await self._set(values, ttl=CACHE_TTL, only_if_absent=True)
+
     # --- revocations, inside the revoking transaction ----------------------------------------------
     async def revoke_user(self, session: AsyncSession, tenant_id: uuid.UUID, user_id: uuid.UUID) -> None:
         """Every token, browser session, refresh token and cached key record of the user issued so far dies."""
