@@ -141,7 +141,6 @@ def create_app(settings: Settings) -> Litestar:
                 db=db,
                 audit=audit,
                 redis=redis,
-                prefix=prefix,
                 sessions=sessions,
             ),
             sessions=sessions,

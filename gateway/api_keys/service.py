@@ -142,9 +142,8 @@ class ApiKeyService:
             raise NotFound()
         if key.revoked_at is None:
             revoked = await repo.revoke_tree(key.id, datetime.now(UTC))
-            # Before commit: the very next request with any of them fails, whichever replica serves it.
-            for revoked_id, expires_at in revoked:
-                await self.revocations.revoke_api_key(revoked_id, expires_at)
+            # Before commit too: the very next request with any of them fails, whichever replica serves it.
+            await self.revocations.revoke_api_keys(session, revoked)
             await self.audit.record(
                 session,
                 principal.tenant_id,

@@ -104,7 +104,6 @@ class Authenticator:
         db: Database,
         audit: AuditRecorder,
         redis: Redis,
-        prefix: str,
         sessions: SessionStore | None = None,
     ) -> None:
         self.sessions = sessions
@@ -113,7 +112,6 @@ class Authenticator:
         self.db = db
         self.audit = audit
         self._redis = redis
-        self._prefix = prefix
         self._creators: dict[uuid.UUID, uuid.UUID] = {}
         self._use_throttle = UseThrottle(API_KEY_USE_INTERVAL.total_seconds())
 
@@ -189,7 +187,7 @@ class Authenticator:
 
     async def _key_record(self, key_id: uuid.UUID) -> KeyRecord | None:
         """The key's record in one Redis round trip: cached record, tombstone and creator's session epoch."""
-        cache_key = f"{self._prefix}apikey:{key_id}"
+        cache_key = self.revocations.api_key_record_key(key_id)
         # A key's creator never changes, so once known it rides along in the same MGET.
         creator = self._creators.get(key_id)
         names = [cache_key, self.revocations.api_key_key(key_id)]

@@ -60,7 +60,12 @@ class Revocations:
         return f"{self._prefix}auth:family:{family_id}"
 
     def api_key_key(self, key_id: uuid.UUID) -> str:
+        """The key's tombstone."""
         return f"{self._prefix}revoked:key:{key_id}"
+
+    def api_key_record_key(self, key_id: uuid.UUID) -> str:
+        """The key's cached record (see `authn.KeyRecord`)."""
+        return f"{self._prefix}apikey:{key_id}"
 
     # --- reads -------------------------------------------------------------------------------------
     async def is_live(
@@ -137,10 +142,26 @@ class Revocations:
         await RefreshTokenRepository(session, tenant_id).revoke_family(family_id, datetime.now(UTC))
         await self._publish(session, {self.family_key(family_id): REVOKED})
 
-    async def revoke_api_key(self, key_id: uuid.UUID, expires_at: datetime | None) -> None:
-        """A tombstone beside the database's `revoked_at`: cached key records die on the very next request."""
-        ttl = int((expires_at - datetime.now(UTC)).total_seconds()) + 60 if expires_at else 3 * 365 * 86400
-        await self._redis.set(self.api_key_key(key_id), "1", ex=max(ttl, 60))
+    async def revoke_api_keys(
+        self, session: AsyncSession, keys: list[tuple[uuid.UUID, datetime | None]]
+    ) -> None:
+        """After `api_keys.revoked_at` is set: a tombstone per key (until it would have expired anyway) and
+        its cached record dropped, before the commit and again after it (a record a racing request read
+        before the commit cannot stay behind)."""
+        if not keys:
+            return
+
+        async def bury() -> None:
+            now = datetime.now(UTC)
+            pipe = self._redis.pipeline(transaction=False)
+            for key_id, expires_at in keys:
+                ttl = int((expires_at - now).total_seconds()) + 60 if expires_at else 3 * 365 * 86400
+                pipe.set(self.api_key_key(key_id), "1", ex=max(ttl, 60))
+                pipe.delete(self.api_key_record_key(key_id))
+            await pipe.execute()
+
+        await bury()
+        after_commit(session, bury)
 
     async def _publish(self, session: AsyncSession, values: dict[str, str]) -> None:
         await self._set(values, ttl=PENDING_TTL)

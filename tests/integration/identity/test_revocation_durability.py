@@ -201,3 +201,12 @@ async def test_a_revocation_is_cached_for_long_once_committed(client, settings) 
         assert await redis.ttl(key) > PENDING_TTL
     finally:
         await redis.aclose()
+
+
+async def test_revoked_api_key_stays_refused_when_only_its_tombstone_is_evicted(client, settings) -> None:
+    t = await create_tenant(client)
+    key = await create_api_key(client, t.admin, ["users.read"])
+    assert await _me(client, bearer(key["key"])) == 200  # its record is now cached
+    assert (await client.delete(f"/v1/api-keys/{key['id']}", headers=t.admin.headers)).status_code == 204
+    await lose_redis_keys(settings.redis.key_prefix, spare=lambda k: ":revoked:key:" not in k)
+    assert await _me(client, bearer(key["key"])) == 401
