@@ -36,10 +36,11 @@ from gateway.operator.service import TenantService
 from gateway.policy.controllers import PolicyController
 from gateway.policy.service import PolicyService
 from gateway.request import FilegateRequest
-from gateway.security.authn import AuthenticationMiddleware, Authenticator, Revocations
+from gateway.security.authn import AuthenticationMiddleware, Authenticator
 from gateway.security.cors import Cors
 from gateway.security.headers import EdgeMiddleware
 from gateway.security.ratelimit import Lockout, RateLimiter
+from gateway.security.revocation import Revocations
 from gateway.security.sessions import SessionStore
 from gateway.settings import Settings
 from gateway.tus.controllers import TusController, tus_create, tus_options
@@ -103,8 +104,7 @@ def create_app(settings: Settings) -> Litestar:
         tokens = AccessTokens(ring, issuer=auth.issuer, audience=auth.audience, ttl=auth.access_token_ttl)
         hashing = PasswordHashing(time_cost=auth.argon2_time_cost, memory_kib=auth.argon2_memory_kib)
         audit = AuditRecorder(db)
-        # A user's "revoked before" mark must outlive every credential it revokes: tokens and sessions.
-        revocations = Revocations(redis, prefix, max_ttl=max(auth.access_token_ttl, auth.session_max))
+        revocations = Revocations(redis, prefix, db)
         sessions = SessionStore(redis, prefix, idle=auth.session_idle, absolute=auth.session_max)
         policy = PolicyService(audit=audit)
         profiles = ProfileCache()
@@ -115,13 +115,14 @@ def create_app(settings: Settings) -> Litestar:
         wired = connection_services(
             settings, db=db, audit=audit, store=store, ring=ring, credentials=credentials
         )
+        limiter = RateLimiter(redis, prefix)
         identity = IdentityService(
             settings=settings,
             db=db,
             hashing=hashing,
             tokens=tokens,
             revocations=revocations,
-            limiter=RateLimiter(redis, prefix),
+            limiter=limiter,
             lockout=Lockout(redis, prefix, threshold=auth.lockout_threshold, seconds=auth.lockout_seconds),
             audit=audit,
             profiles=profiles,
@@ -133,13 +134,13 @@ def create_app(settings: Settings) -> Litestar:
             redis=redis,
             audit=audit,
             jwks=ring.jwks(),
+            limiter=limiter,
             authenticator=Authenticator(
                 tokens=tokens,
                 revocations=revocations,
                 db=db,
                 audit=audit,
                 redis=redis,
-                prefix=prefix,
                 sessions=sessions,
             ),
             sessions=sessions,

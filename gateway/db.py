@@ -7,13 +7,26 @@ parameterisable form of `SET LOCAL`, so row-level security sees exactly one tena
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import structlog
 from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from gateway.settings import Settings
+
+log = structlog.get_logger("filegate.db")
+
+_AFTER_COMMIT = "filegate.after_commit"
+
+
+def after_commit(session: AsyncSession, effect: Callable[[], Awaitable[object]]) -> None:
+    """Run `effect` once the session's transaction has committed, never when it rolls back.
+
+    Only transactions opened by `Database.tenant` run them. An effect must be safe to lose (the process
+    may die right after the commit): it repeats or completes something already made durable."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(effect)
 
 
 def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
@@ -47,12 +60,18 @@ class Database:
         `synchronous_commit=False` also sets `synchronous_commit = off` for this transaction only, in the
         same statement as the tenant (one round trip): its commit returns before the WAL reaches the disk,
         for writes whose loss in a crash of the host is harmless (a tus PATCH's offset)."""
-        async with self.sessionmaker() as session, session.begin():
-            if synchronous_commit:
-                await bind_tenant(session, tenant_id)
-            else:
-                await session.execute(_BIND_TENANT_ASYNC_COMMIT, {"tenant_id": str(tenant_id)})
-            yield session
+        async with self.sessionmaker() as session:
+            async with session.begin():
+                if synchronous_commit:
+                    await bind_tenant(session, tenant_id)
+                else:
+                    await session.execute(_BIND_TENANT_ASYNC_COMMIT, {"tenant_id": str(tenant_id)})
+                yield session
+            for effect in session.info.pop(_AFTER_COMMIT, ()):
+                try:
+                    await effect()
+                except Exception as exc:  # the transaction committed: its caller must not see a failure
+                    log.warning("db.after_commit_failed", error=type(exc).__name__)
 
     async def tenant_for_slug(self, slug: str) -> uuid.UUID | None:
         return await self._lookup("SELECT filegate_tenant_for_slug(:v)", slug)

@@ -64,6 +64,8 @@ class AuthSettings(msgspec.Struct, frozen=True, kw_only=True):
     """FILEGATE_REFRESH_IP_LIMIT refreshes per minute per client address."""
     operator_token: str | None = None
     """FILEGATE_OPERATOR_TOKEN: unset disables the operator API (the CLI still works)."""
+    operator_failure_limit: int = 10
+    """FILEGATE_OPERATOR_FAILURE_LIMIT wrong operator tokens per client address per 15 minutes; then 429."""
     keyring: str | None = None
     """FILEGATE_KEYRING: credential-manager keys, a JSON file's path or the JSON itself (generated in
     embedded mode; required in production)."""
@@ -216,6 +218,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 login_account_limit=integer("LOGIN_ACCOUNT_LIMIT", 10, minimum=1),
                 refresh_ip_limit=integer("REFRESH_IP_LIMIT", 60, minimum=1),
                 operator_token=get("OPERATOR_TOKEN"),
+                operator_failure_limit=integer("OPERATOR_FAILURE_LIMIT", 10, minimum=1),
                 keyring=get("KEYRING"),
                 session_idle=integer("SESSION_IDLE", 1800, minimum=60),
                 session_max=integer("SESSION_MAX", 12 * 3600, minimum=300, maximum=30 * 24 * 3600),

@@ -80,6 +80,10 @@ class User(TenantScoped, Base):
     totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     # The last accepted TOTP time step: a code is good once.
     totp_last_step: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    # Raised by everything that revokes all of the user's sessions (disable, role and password change,
+    # erasure). Tokens, browser sessions and refresh-token families carry the epoch they were issued
+    # under and die when it moves on: the database, not Redis, holds that revocation.
+    session_epoch: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
     erased_at: Mapped[datetime | None] = mapped_column()
@@ -101,6 +105,8 @@ class RefreshToken(TenantScoped, Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     family_id: Mapped[uuid.UUID] = mapped_column()
+    # The user's session epoch when the family started: a token minted while it moved on is dead.
+    session_epoch: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     token_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column()
@@ -113,6 +119,10 @@ class ApiKey(TenantScoped, Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     created_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # The key that created this one (None when a user did): it is revoked with it and never outlives it.
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(200))
     secret_hash: Mapped[str] = mapped_column(String(64))
     scopes: Mapped[list[str]] = mapped_column(ARRAY(Text))

@@ -13,8 +13,9 @@ from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 import msgspec
-from sqlalchemy import Select, func, select, tuple_, update
+from sqlalchemy import Select, exists, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from tenants.models import ApiKey, RecoveryCode, RefreshToken, Role, Tenant, TenantPolicy, User
 
@@ -123,6 +124,23 @@ class UserRepository(TenantRepository[User]):
         result = await self.session.execute(self.live().where(User.id == user_id).with_for_update())
         return result.scalar_one_or_none()
 
+    async def session_epoch(self, user_id: uuid.UUID) -> int | None:
+        """The user's session epoch; None for a user who is gone (erased or never here)."""
+        result = await self.session.execute(
+            self.live().with_only_columns(User.session_epoch).where(User.id == user_id)
+        )
+        return result.scalar_one_or_none()
+
+    async def raise_session_epoch(self, user_id: uuid.UUID) -> int | None:
+        """Move the user's session epoch on (revoking everything issued under the old one); the new epoch."""
+        result = await self.session.execute(
+            update(User)
+            .where(User.tenant_id == self.tenant_id, User.id == user_id)
+            .values(session_epoch=User.session_epoch + 1)
+            .returning(User.session_epoch)
+        )
+        return result.scalar_one_or_none()
+
     async def count_active_admins(self) -> int:
         stmt = (
             select(func.count())
@@ -156,6 +174,17 @@ class RefreshTokenRepository(TenantRepository[RefreshToken]):
             )
             .values(revoked_at=at)
         )
+
+    async def family_revoked(self, family_id: uuid.UUID) -> bool:
+        """Was the family revoked (logout, reuse, the user's sessions)? Rotation only spends, never revokes."""
+        stmt = select(
+            exists().where(
+                RefreshToken.tenant_id == self.tenant_id,
+                RefreshToken.family_id == family_id,
+                RefreshToken.revoked_at.is_not(None),
+            )
+        )
+        return bool((await self.session.execute(stmt)).scalar_one())
 
     async def revoke_user(self, user_id: uuid.UUID, at: datetime) -> None:
         await self.session.execute(
@@ -206,6 +235,36 @@ class ApiKeyRepository(TenantRepository[ApiKey]):
             .where(ApiKey.tenant_id == self.tenant_id, ApiKey.id == key_id)
             .values(last_used_at=at)
         )
+
+    async def lock(self, key_id: uuid.UUID, *, shared: bool = False) -> ApiKey | None:
+        """The key, locked: FOR UPDATE to revoke it, FOR SHARE to create a child under it (a revocation then
+        waits for the child's commit, and its next statement sees the child)."""
+        stmt = self.select().where(ApiKey.id == key_id).with_for_update(read=shared)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def revoke_tree(self, key_id: uuid.UUID, at: datetime) -> list[tuple[uuid.UUID, datetime | None]]:
+        """Revoke the key and every key descended from it; (id, expires_at) of those this revoked."""
+        tree = (
+            select(ApiKey.id)
+            .where(ApiKey.tenant_id == self.tenant_id, ApiKey.id == key_id)
+            .cte("tree", recursive=True)
+        )
+        child = aliased(ApiKey)
+        tree = tree.union_all(
+            select(child.id).where(child.tenant_id == self.tenant_id, child.parent_id == tree.c.id)
+        )
+        result = await self.session.execute(
+            update(ApiKey)
+            .where(
+                ApiKey.tenant_id == self.tenant_id,
+                ApiKey.id.in_(select(tree.c.id)),
+                ApiKey.revoked_at.is_(None),
+            )
+            .values(revoked_at=at)
+            .returning(ApiKey.id, ApiKey.expires_at)
+            .execution_options(synchronize_session="fetch")
+        )
+        return [(row[0], row[1]) for row in result.all()]
 
     async def revoke_by_creator(self, user_id: uuid.UUID, at: datetime) -> None:
         await self.session.execute(

@@ -24,7 +24,9 @@ from jwt.algorithms import OKPAlgorithm
 
 ALGORITHM = "EdDSA"
 TOKEN_TYPE = "at+jwt"  # RFC 9068: an access token is not an ID token
-REQUIRED_CLAIMS = ["iss", "aud", "sub", "exp", "nbf", "iat", "jti", "tid", "role"]
+# `sid`: the refresh-token family (the session) the token was issued in; `epoch`: the user's session epoch
+# then. Revoking either (in the database) revokes the token, so both are required.
+REQUIRED_CLAIMS = ["iss", "aud", "sub", "exp", "nbf", "iat", "jti", "tid", "role", "sid", "epoch"]
 
 
 class InvalidAccessToken(Exception):
@@ -160,6 +162,8 @@ class AccessClaims:
     jti: str
     issued_at: float
     expires_at: int
+    session_id: uuid.UUID
+    epoch: int
 
 
 LEEWAY = 5
@@ -180,7 +184,9 @@ class AccessTokens:
     def ring(self) -> KeyRing:
         return self._ring
 
-    def issue(self, *, user_id: uuid.UUID, tenant_id: uuid.UUID, role: str) -> tuple[str, AccessClaims]:
+    def issue(
+        self, *, user_id: uuid.UUID, tenant_id: uuid.UUID, role: str, session_id: uuid.UUID, epoch: int
+    ) -> tuple[str, AccessClaims]:
         key = self._ring.current
         # A fractional iat lets "revoke every session issued before now" separate tokens within one second.
         now = round(time.time(), 3)
@@ -191,6 +197,8 @@ class AccessTokens:
             jti=secrets.token_urlsafe(16),
             issued_at=now,
             expires_at=int(now) + self.ttl,
+            session_id=session_id,
+            epoch=epoch,
         )
         payload = {
             "iss": self._issuer,
@@ -202,6 +210,8 @@ class AccessTokens:
             "nbf": int(now),
             "exp": claims.expires_at,
             "jti": claims.jti,
+            "sid": str(session_id),
+            "epoch": epoch,
         }
         token = jwt.encode(
             payload, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid, "typ": TOKEN_TYPE}
@@ -244,6 +254,15 @@ class AccessTokens:
                 jti=str(payload["jti"]),
                 issued_at=float(payload["iat"]),
                 expires_at=int(payload["exp"]),
+                session_id=uuid.UUID(payload["sid"]),
+                epoch=_integer(payload["epoch"]),
             )
         except (jwt.InvalidTokenError, ValueError, TypeError) as exc:
             raise InvalidAccessToken(type(exc).__name__) from exc
+
+
+def _integer(value: object) -> int:
+    # bool is an int in Python and 1.5 would truncate: only a JSON integer is an epoch.
+    if type(value) is not int:
+        raise ValueError("epoch must be an integer")
+    return value

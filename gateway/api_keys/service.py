@@ -1,4 +1,8 @@
-"""API keys: created with scopes the creator holds, stored hashed, shown once, revocable."""
+"""API keys: created with scopes the creator holds, stored hashed, shown once, revocable.
+
+A key may create keys (with `api_keys.manage`): such a child records its parent, never outlives it and is
+revoked with it, so revoking a leaked key also kills whatever was minted with it.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ApiKeyPage
 from gateway.audit import AuditContext, AuditRecorder, Target
-from gateway.errors import Forbidden, NotFound, ValidationFailed
-from gateway.security.authn import Revocations
+from gateway.errors import Forbidden, InvalidToken, NotFound, ValidationFailed
 from gateway.security.principal import Principal
+from gateway.security.revocation import Revocations
 from tenants import credentials
 from tenants.models import ApiKey
 from tenants.permissions import Permission, Reach, parse_scopes
@@ -69,16 +73,24 @@ class ApiKeyService:
                 "an API key cannot hold permissions its creator does not hold: " + ", ".join(beyond)
             )
         now = datetime.now(UTC)
-        expires_at = data.expires_at or now + DEFAULT_LIFETIME
+        repo = ApiKeyRepository(session, principal.tenant_id)
+        parent = await self._parent(repo, principal, now)
+        latest = now + MAX_LIFETIME
+        if parent is not None and parent.expires_at is not None:
+            latest = min(latest, parent.expires_at)
+        expires_at = data.expires_at or min(now + DEFAULT_LIFETIME, latest)
         if expires_at.tzinfo is None:
             raise ValidationFailed("expires_at must carry a timezone (RFC 3339)")
         if expires_at <= now or expires_at > now + MAX_LIFETIME:
             raise ValidationFailed("expires_at must be in the future and at most two years away")
+        if expires_at > latest:
+            raise ValidationFailed("expires_at must not be later than that of the key creating this one")
         cred = credentials.new_credential(credentials.API_KEY_PREFIX)
-        key = await ApiKeyRepository(session, principal.tenant_id).add(
+        key = await repo.add(
             ApiKey(
                 id=cred.id,
                 created_by=principal.user_id,
+                parent_id=parent.id if parent is not None else None,
                 name=data.name,
                 secret_hash=credentials.digest(cred.secret),
                 scopes=[s.value for s in scopes],
@@ -105,17 +117,33 @@ class ApiKeyService:
             created_at=now,
         )
 
+    @staticmethod
+    async def _parent(repo: ApiKeyRepository, principal: Principal, now: datetime) -> ApiKey | None:
+        """The key creating this one, locked against its revocation until this transaction ends."""
+        if principal.api_key_id is None:
+            return None
+        parent = await repo.lock(principal.api_key_id, shared=True)
+        if (
+            parent is None
+            or parent.revoked_at is not None
+            or (parent.expires_at is not None and parent.expires_at <= now)
+        ):
+            raise InvalidToken()
+        return parent
+
     async def revoke(
         self, session: AsyncSession, principal: Principal, key_id: uuid.UUID, ctx: AuditContext
     ) -> None:
-        key = await ApiKeyRepository(session, principal.tenant_id).get(key_id)
+        repo = ApiKeyRepository(session, principal.tenant_id)
+        # Locked first: a child being created under this key commits before the next statement looks.
+        key = await repo.lock(key_id)
         # A key the caller may not manage is answered exactly like one that does not exist.
         if key is None or not principal.may(Permission.API_KEYS_MANAGE, owner_id=key.created_by):
             raise NotFound()
         if key.revoked_at is None:
-            key.revoked_at = datetime.now(UTC)
-            # Before commit: the very next request with this key fails, whichever replica serves it.
-            await self.revocations.revoke_api_key(key.id, key.expires_at)
+            revoked = await repo.revoke_tree(key.id, datetime.now(UTC))
+            # Before commit too: the very next request with any of them fails, whichever replica serves it.
+            await self.revocations.revoke_api_keys(session, revoked)
             await self.audit.record(
                 session,
                 principal.tenant_id,
@@ -124,4 +152,5 @@ class ApiKeyService:
                 outcome="success",
                 actor=principal.actor,
                 target=Target("api_key", str(key.id)),
+                details={"descendants_revoked": sum(1 for i, _ in revoked if i != key.id)},
             )

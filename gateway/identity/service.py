@@ -27,9 +27,9 @@ from gateway.errors import (
 )
 from gateway.identity.profile import Profile, ProfileCache
 from gateway.identity.schemas import Me, TokenPair, TotpConfirmed, TotpEnrollment
-from gateway.security.authn import Revocations
 from gateway.security.principal import Principal
 from gateway.security.ratelimit import Lockout, RateLimiter, subject
+from gateway.security.revocation import Revocations
 from gateway.settings import Settings
 from tenants import credentials, totp
 from tenants.models import RefreshToken, User
@@ -195,17 +195,27 @@ class IdentityService:
     async def _issue(
         self, session: AsyncSession, tenant_id: uuid.UUID, user: User, *, family_id: uuid.UUID | None
     ) -> TokenPair:
-        access, _ = self.tokens.issue(user_id=user.id, tenant_id=tenant_id, role=user.role)
+        family_id = family_id or uuid.uuid4()
+        # Both carry the epoch read in this transaction: a revocation committing meanwhile kills them too.
+        access, _ = self.tokens.issue(
+            user_id=user.id,
+            tenant_id=tenant_id,
+            role=user.role,
+            session_id=family_id,
+            epoch=user.session_epoch,
+        )
         cred = credentials.new_credential(credentials.REFRESH_PREFIX)
         await RefreshTokenRepository(session, tenant_id).add(
             RefreshToken(
                 id=cred.id,
                 user_id=user.id,
-                family_id=family_id or uuid.uuid4(),
+                family_id=family_id,
+                session_epoch=user.session_epoch,
                 token_hash=credentials.digest(cred.secret),
                 expires_at=datetime.now(UTC) + timedelta(seconds=self.settings.auth.refresh_token_ttl),
             )
         )
+        await self.revocations.remember_session(user.id, user.session_epoch, family_id)
         return TokenPair(access_token=access, refresh_token=str(cred), expires_in=self.tokens.ttl)
 
     # --- refresh -------------------------------------------------------------------------------------
@@ -226,8 +236,8 @@ class IdentityService:
             if row is None or not credentials.matches(parsed.secret, row.token_hash):
                 failure = InvalidToken()
             elif row.used_at is not None:
-                # A spent token came back: someone holds a copy. Burn the whole family.
-                await tokens.revoke_family(row.family_id, now)
+                # A spent token came back: someone holds a copy. Burn the whole family, access tokens too.
+                await self.revocations.revoke_family(session, tenant_id, row.family_id)
                 await self.audit.record(
                     session,
                     tenant_id,
@@ -244,8 +254,10 @@ class IdentityService:
                 failure = InvalidToken()
             else:
                 user = await UserRepository(session, tenant_id).get_live(row.user_id)
-                if user is None or user.disabled:
-                    await tokens.revoke_family(row.family_id, now)
+                # A family started under an older epoch was revoked with it, even if a refresh racing the
+                # revocation inserted this row after the revoking UPDATE had looked.
+                if user is None or user.disabled or row.session_epoch != user.session_epoch:
+                    await self.revocations.revoke_family(session, tenant_id, row.family_id)
                     failure = InvalidToken()
                 else:
                     row.used_at = now
@@ -267,22 +279,26 @@ class IdentityService:
 
     # --- logout --------------------------------------------------------------------------------------
     async def logout(self, principal: Principal, raw: str | None, ctx: AuditContext) -> None:
+        """End the caller's session: the presented access token's family (its refresh tokens and every
+        access token issued from them) and the family of the refresh token sent, if it is the caller's.
+        A browser session is deleted by the caller."""
         parsed = credentials.parse_credential(raw, credentials.REFRESH_PREFIX) if raw else None
-        async with self.db.tenant(principal.tenant_id) as session:
-            revoked = False
+        tenant_id = principal.tenant_id
+        async with self.db.tenant(tenant_id) as session:
+            families: set[uuid.UUID] = set()
+            if principal.session_id is not None:
+                families.add(principal.session_id)
             if parsed is not None:
-                tokens = RefreshTokenRepository(session, principal.tenant_id)
-                row = await tokens.lock(parsed.id)
+                row = await RefreshTokenRepository(session, tenant_id).lock(parsed.id)
                 # Only the caller's own session: a token of someone else is ignored, not revealed.
                 if (
                     row is not None
                     and row.user_id == principal.user_id
                     and credentials.matches(parsed.secret, row.token_hash)
                 ):
-                    await tokens.revoke_family(row.family_id, datetime.now(UTC))
-                    revoked = True
-            if principal.jti and principal.token_exp:
-                await self.revocations.deny_token(principal.jti, principal.token_exp)
+                    families.add(row.family_id)
+            for family_id in sorted(families):
+                await self.revocations.revoke_family(session, tenant_id, family_id)
             await self.audit.record(
                 session,
                 principal.tenant_id,
@@ -291,7 +307,7 @@ class IdentityService:
                 outcome="success",
                 actor=principal.actor,
                 target=Target("user", str(principal.user_id)),
-                details={"session_revoked": revoked},
+                details={"session_revoked": bool(families)},
             )
 
     # --- TOTP ----------------------------------------------------------------------------------------

@@ -454,7 +454,9 @@ class OidcService:
         assert user is not None
         if pending.mode == "tokens":
             return LoginDone(mode="tokens", redirect_to=pending.redirect_to, tokens=tokens)
-        session_id, _ = await self.sessions.create(pending.tenant_id, user.id, user.role)
+        session_id, _ = await self.sessions.create(
+            pending.tenant_id, user.id, user.role, epoch=user.session_epoch
+        )
         return LoginDone(mode="session", redirect_to=pending.redirect_to, session_id=session_id)
 
     async def _create_user(

@@ -1,10 +1,13 @@
-"""Authentication of bearer credentials: access JWTs and API keys.
+"""Authentication of bearer credentials: access JWTs and API keys (and the browser session cookie).
 
 JWTs are checked in memory (signature and claims, once per token) plus one Redis round trip for
-revocation (the token's `jti` after logout, the user's sessions after disable/role/password change).
+revocation (the user's session epoch and the token's refresh-token family, answers the database gives
+when Redis does not know them: see `revocation`). The in-process cache of verified tokens holds only
+what never changes; revocation is asked on every request.
 API keys are checked against a record cached in Redis for a few minutes and a tombstone written before
-the revoking transaction commits, so a revoked key fails on the very next request; a creator's role
-change or disablement invalidates the cached records of their keys (the user's revocation mark).
+the revoking transaction commits, so a revoked key fails on the very next request; a record carries its
+creator's session epoch, so a creator's role change, disablement or erasure invalidates it, and a record
+whose creator's epoch Redis no longer knows is reloaded from the database.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from gateway.db import Database
 from gateway.errors import InvalidToken
 from gateway.security.client import audit_context_of_scope
 from gateway.security.principal import Principal
+from gateway.security.revocation import Revocations, epoch_text
 from gateway.security.sessions import (
     CSRF_HEADER,
     UNSAFE_METHODS,
@@ -49,46 +53,6 @@ EXCLUDE_OPT = "exclude_from_auth"
 PUBLIC_PREFIXES = ("/schema",)
 
 
-class Revocations:
-    """Redis-held revocation state, written before the revoking transaction commits.
-
-    Access tokens expire within minutes, so their marks live that long. API keys are revoked in the
-    database too; the tombstone only makes the very next request fail without asking the database.
-    """
-
-    def __init__(self, redis: Redis, prefix: str, *, max_ttl: int) -> None:
-        self._redis = redis
-        self._prefix = prefix
-        self._max_ttl = max_ttl
-
-    def jti_key(self, jti: str) -> str:
-        return f"{self._prefix}deny:jti:{jti}"
-
-    def user_key(self, user_id: uuid.UUID) -> str:
-        return f"{self._prefix}revoked:user:{user_id}"
-
-    def api_key_key(self, key_id: uuid.UUID) -> str:
-        return f"{self._prefix}revoked:key:{key_id}"
-
-    async def deny_token(self, jti: str, exp: int) -> None:
-        ttl = max(int(exp - time.time()) + 5, 1)
-        await self._redis.set(self.jti_key(jti), "1", ex=ttl)
-
-    async def revoke_user(self, user_id: uuid.UUID) -> None:
-        """Every access token of this user issued until now stops working; cached key records reload."""
-        await self._redis.set(self.user_key(user_id), repr(time.time()), ex=self._max_ttl + 60)
-
-    async def revoke_api_key(self, key_id: uuid.UUID, expires_at: datetime | None) -> None:
-        ttl = int((expires_at - datetime.now(UTC)).total_seconds()) + 60 if expires_at else 3 * 365 * 86400
-        await self._redis.set(self.api_key_key(key_id), "1", ex=max(ttl, 60))
-
-    async def is_revoked(self, jti: str, user_id: uuid.UUID, issued_at: float) -> bool:
-        denied, revoked_after = await self._redis.mget(self.jti_key(jti), self.user_key(user_id))
-        if denied is not None:
-            return True
-        return revoked_after is not None and issued_at <= float(revoked_after)
-
-
 class KeyRecord(msgspec.Struct, frozen=True):
     """What authenticating an API key needs, cached in Redis for a few minutes."""
 
@@ -98,12 +62,19 @@ class KeyRecord(msgspec.Struct, frozen=True):
     expires_at: float | None
     creator_id: uuid.UUID
     creator_role: str
+    creator_epoch: str  # the creator's session epoch when read: a record of another epoch is stale
     usable: bool  # not revoked, creator live and enabled
-    filled_at: float
 
 
-KEY_RECORD_TTL = 300  # shorter than a user's revocation mark, which invalidates older records
+KEY_RECORD_TTL = 300
 MAX_REMEMBERED_KEYS = 50_000
+
+
+def _decoded_record(raw: str) -> KeyRecord | None:
+    try:
+        return msgspec.json.decode(raw, type=KeyRecord)
+    except msgspec.DecodeError:  # written by another version: reload it
+        return None
 
 
 class UseThrottle:
@@ -133,7 +104,6 @@ class Authenticator:
         db: Database,
         audit: AuditRecorder,
         redis: Redis,
-        prefix: str,
         sessions: SessionStore | None = None,
     ) -> None:
         self.sessions = sessions
@@ -142,7 +112,6 @@ class Authenticator:
         self.db = db
         self.audit = audit
         self._redis = redis
-        self._prefix = prefix
         self._creators: dict[uuid.UUID, uuid.UUID] = {}
         self._use_throttle = UseThrottle(API_KEY_USE_INTERVAL.total_seconds())
 
@@ -156,8 +125,7 @@ class Authenticator:
         session = await self.sessions.get(session_id) if self.sessions is not None else None
         if session is None:
             raise InvalidToken()
-        ref = SessionStore.session_ref(session_id)
-        if await self.revocations.is_revoked(ref, session.user_id, session.created_at):
+        if not await self.revocations.is_live(session.tenant_id, session.user_id, session.epoch):
             log.info("auth.session_rejected", reason="revoked")
             raise InvalidToken()
         role = Role(session.role)
@@ -167,8 +135,6 @@ class Authenticator:
             role=role,
             grants=restrict(role, None),
             via="session",
-            jti=ref,
-            token_exp=int(session.expires_at),
         )
         return principal, session
 
@@ -179,7 +145,9 @@ class Authenticator:
         except (InvalidAccessToken, ValueError) as exc:
             log.info("auth.token_rejected", reason=str(exc)[:80])
             raise InvalidToken() from None
-        if await self.revocations.is_revoked(claims.jti, claims.user_id, claims.issued_at):
+        if not await self.revocations.is_live(
+            claims.tenant_id, claims.user_id, claims.epoch, claims.session_id
+        ):
             log.info("auth.token_rejected", reason="revoked")
             raise InvalidToken()
         return Principal(
@@ -188,8 +156,7 @@ class Authenticator:
             role=role,
             grants=restrict(role, None),
             via="jwt",
-            jti=claims.jti,
-            token_exp=claims.expires_at,
+            session_id=claims.session_id,
         )
 
     async def _api_key(self, raw: str, ctx: AuditContext) -> Principal:
@@ -219,29 +186,28 @@ class Authenticator:
         return principal
 
     async def _key_record(self, key_id: uuid.UUID) -> KeyRecord | None:
-        """The key's record in one Redis round trip: cached record, tombstone and creator's revocation mark."""
-        cache_key = f"{self._prefix}apikey:{key_id}"
+        """The key's record in one Redis round trip: cached record, tombstone and creator's session epoch."""
+        cache_key = self.revocations.api_key_record_key(key_id)
         # A key's creator never changes, so once known it rides along in the same MGET.
         creator = self._creators.get(key_id)
         names = [cache_key, self.revocations.api_key_key(key_id)]
         if creator is not None:
-            names.append(self.revocations.user_key(creator))
+            names.append(self.revocations.epoch_key(creator))
         values = await self._redis.mget(names)
         cached, tombstone = values[0], values[1]
         if tombstone is not None:
             return None
-        if cached is not None:
-            record = msgspec.json.decode(cached, type=KeyRecord)
+        record = _decoded_record(cached) if cached is not None else None
+        if record is not None:
             if creator == record.creator_id:
-                revoked_after = values[2]
+                epoch = values[2]
             else:
-                revoked_after = await self._redis.get(self.revocations.user_key(record.creator_id))
+                epoch = await self._redis.get(self.revocations.epoch_key(record.creator_id))
                 self._remember_creator(key_id, record.creator_id)
-            if revoked_after is None or record.filled_at > float(revoked_after):
+            # An epoch Redis lost is not "unchanged": the record is trusted only against a known epoch.
+            if epoch is not None and epoch == record.creator_epoch:
                 return record
-        # Taken before reading, so a revocation that lands during the read invalidates this record.
-        filled_at = time.time()
-        loaded = await self._load_key(key_id, filled_at)
+        loaded = await self._load_key(key_id)
         if loaded is not None:
             self._remember_creator(key_id, loaded.creator_id)
             await self._redis.set(cache_key, msgspec.json.encode(loaded), ex=KEY_RECORD_TTL)
@@ -252,7 +218,7 @@ class Authenticator:
         if len(self._creators) > MAX_REMEMBERED_KEYS:
             self._creators.pop(next(iter(self._creators)))
 
-    async def _load_key(self, key_id: uuid.UUID, filled_at: float) -> KeyRecord | None:
+    async def _load_key(self, key_id: uuid.UUID) -> KeyRecord | None:
         tenant_id = await self.db.tenant_for_api_key(key_id)
         if tenant_id is None:
             return None
@@ -261,16 +227,18 @@ class Authenticator:
             if key is None:
                 return None
             creator = await UserRepository(session, tenant_id).get_live(key.created_by)
-            return KeyRecord(
-                tenant_id=tenant_id,
-                secret_hash=key.secret_hash,
-                scopes=list(key.scopes),
-                expires_at=key.expires_at.timestamp() if key.expires_at else None,
-                creator_id=key.created_by,
-                creator_role=creator.role if creator else Role.VIEWER.value,
-                usable=key.revoked_at is None and creator is not None and not creator.disabled,
-                filled_at=filled_at,
-            )
+        epoch = creator.session_epoch if creator else None
+        await self.revocations.remember_epoch(key.created_by, epoch)
+        return KeyRecord(
+            tenant_id=tenant_id,
+            secret_hash=key.secret_hash,
+            scopes=list(key.scopes),
+            expires_at=key.expires_at.timestamp() if key.expires_at else None,
+            creator_id=key.created_by,
+            creator_role=creator.role if creator else Role.VIEWER.value,
+            creator_epoch=epoch_text(epoch),
+            usable=key.revoked_at is None and creator is not None and not creator.disabled,
+        )
 
     async def _record_use(self, tenant_id: uuid.UUID, key_id: uuid.UUID, ctx: AuditContext) -> None:
         async with self.db.tenant(tenant_id) as session:

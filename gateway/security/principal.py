@@ -18,8 +18,8 @@ class Principal:
     role: Role
     grants: dict[Permission, Reach]
     via: Literal["jwt", "api_key", "session"]
-    jti: str | None = None
-    token_exp: int | None = None
+    # The refresh-token family an access token was issued in: what its logout revokes.
+    session_id: uuid.UUID | None = None
     api_key_id: uuid.UUID | None = None
 
     @property

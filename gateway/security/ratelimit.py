@@ -35,22 +35,37 @@ class RateLimiter:
         self._redis = redis
         self._prefix = prefix
 
-    async def hit(self, bucket: str, key: str, *, limit: int, period: int = 60) -> Window:
-        """Count one hit; raise 429 `rate_limited` (with Retry-After) over the limit."""
+    def _window(self, bucket: str, key: str, period: int) -> tuple[str, int]:
+        """The Redis key of the current window and the seconds until it resets."""
         now = int(time.time())
         window = now - now % period
-        rkey = f"{self._prefix}rl:{bucket}:{key}:{window}"
+        return f"{self._prefix}rl:{bucket}:{key}:{window}", window + period - now
+
+    async def hit(self, bucket: str, key: str, *, limit: int, period: int = 60) -> Window:
+        """Count one hit; raise 429 `rate_limited` (with Retry-After) over the limit."""
+        rkey, reset = self._window(bucket, key, period)
         pipe = self._redis.pipeline(transaction=True)
         pipe.incr(rkey)
         pipe.expire(rkey, period + 1)
         count = int((await pipe.execute())[0])
-        reset = window + period - now
         state = Window(limit=limit, remaining=limit - count, reset=reset)
         if count > limit:
-            raise RateLimited(
-                "too many requests; retry later", headers={**state.headers(), "Retry-After": str(reset)}
-            )
+            raise _limited(state)
         return state
+
+    async def check(self, bucket: str, key: str, *, limit: int, period: int = 60) -> None:
+        """Raise 429 when the window already holds `limit` hits; counts nothing (for counting failures only:
+        a throttled caller is refused before its attempt is even looked at)."""
+        rkey, reset = self._window(bucket, key, period)
+        count = int(await self._redis.get(rkey) or 0)
+        if count >= limit:
+            raise _limited(Window(limit=limit, remaining=0, reset=reset))
+
+
+def _limited(state: Window) -> RateLimited:
+    return RateLimited(
+        "too many requests; retry later", headers={**state.headers(), "Retry-After": str(state.reset)}
+    )
 
 
 class Lockout:

@@ -3,7 +3,8 @@
 The cookie holds 256 random bits; Redis holds the session under SHA-256 of that value, so a copy of
 Redis does not hand out sessions. A session has an idle timeout (the key's TTL, renewed on use) and an
 absolute one (stored, never renewed), is revoked by logout (deleted) and by everything that revokes a
-user's tokens (the user's "revoked before" mark, checked on every request). Unsafe methods with the
+user's tokens: it carries the user's session epoch, checked against the database's (through its cache)
+on every request. Losing Redis loses sessions, never a revocation: a flushed session is simply gone. Unsafe methods with the
 cookie must carry `X-CSRF-Token` equal to the session's synchronizer token; bearer tokens and API keys
 never need it (a browser does not attach them by itself).
 """
@@ -40,6 +41,7 @@ class BrowserSession(msgspec.Struct, frozen=True):
     csrf_token: str
     created_at: float
     expires_at: float  # absolute
+    epoch: int  # the user's session epoch at sign-in: raised by disable, role or password change, erasure
 
 
 def host_cookie(name: str, value: str, *, max_age: int) -> Cookie:
@@ -71,12 +73,10 @@ class SessionStore:
     def _key(self, session_id: str) -> str:
         return f"{self._prefix}session:{hashlib.sha256(session_id.encode()).hexdigest()}"
 
-    @staticmethod
-    def session_ref(session_id: str) -> str:
-        """A stable, non-secret name of a session (for revocation marks and logs)."""
-        return "s:" + hashlib.sha256(session_id.encode()).hexdigest()[:32]
-
-    async def create(self, tenant_id: uuid.UUID, user_id: uuid.UUID, role: str) -> tuple[str, BrowserSession]:
+    async def create(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, role: str, *, epoch: int
+    ) -> tuple[str, BrowserSession]:
+        """A new session for the user as the database knew them when it signed them in (role, epoch)."""
         session_id = secrets.token_urlsafe(32)
         now = time.time()
         session = BrowserSession(
@@ -86,6 +86,7 @@ class SessionStore:
             csrf_token=secrets.token_urlsafe(32),
             created_at=now,
             expires_at=now + self.absolute,
+            epoch=epoch,
         )
         await self._redis.set(
             self._key(session_id), msgspec.json.encode(session), ex=min(self.idle, self.absolute)

@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.audit import AuditContext, AuditRecorder, Target
 from gateway.errors import Conflict, InvalidCredentials, NotFound, ValidationFailed
 from gateway.identity.profile import ProfileCache
-from gateway.security.authn import Revocations
 from gateway.security.principal import Principal
+from gateway.security.revocation import Revocations
 from gateway.users.schemas import UserCreate, UserOut, UserPage, UserUpdate
 from tenants.models import Role, User
 from tenants.passwords import PasswordHashing, PasswordPolicyError, check_policy
@@ -21,7 +21,6 @@ from tenants.repository import (
     ApiKeyRepository,
     InvalidCursor,
     RecoveryCodeRepository,
-    RefreshTokenRepository,
     UserRepository,
 )
 
@@ -194,8 +193,6 @@ class UserService:
         )
 
     async def _revoke_sessions(self, session: AsyncSession, tenant_id: uuid.UUID, user_id: uuid.UUID) -> None:
-        await RefreshTokenRepository(session, tenant_id).revoke_user(user_id, datetime.now(UTC))
-        # Before commit: if the commit then fails, the user merely logs in again; the reverse order
-        # could leave a disabled user's access tokens alive.
-        await self.revocations.revoke_user(user_id)
+        # In this transaction (the user's session epoch moves on) and in the cache before and after commit.
+        await self.revocations.revoke_user(session, tenant_id, user_id)
         self.profiles.forget(user_id)

@@ -98,7 +98,9 @@ def test_recovery_codes_are_distinct_and_normalised() -> None:
 def test_key_ring_rotation_keeps_old_keys_until_their_tokens_expire(tmp_path) -> None:
     ring = KeyRing.generate()
     tokens = AccessTokens(ring, issuer="i", audience="a", ttl=900)
-    old_token, _ = tokens.issue(user_id=uuid.uuid4(), tenant_id=uuid.uuid4(), role="admin")
+    old_token, _ = tokens.issue(
+        user_id=uuid.uuid4(), tenant_id=uuid.uuid4(), role="admin", session_id=uuid.uuid4(), epoch=0
+    )
     rotated = ring.rotated(retire_after_seconds=960)
     assert rotated.current.kid != ring.current.kid
     assert len(rotated.keys) == 2
@@ -128,7 +130,11 @@ def test_key_ring_rotation_keeps_old_keys_until_their_tokens_expire(tmp_path) ->
 
 def test_access_token_lifetime_and_claims() -> None:
     tokens = AccessTokens(KeyRing.generate(), issuer="iss", audience="aud", ttl=900)
-    token, claims = tokens.issue(user_id=uuid.uuid4(), tenant_id=uuid.uuid4(), role="viewer")
+    session_id = uuid.uuid4()
+    token, claims = tokens.issue(
+        user_id=uuid.uuid4(), tenant_id=uuid.uuid4(), role="viewer", session_id=session_id, epoch=3
+    )
     verified = tokens.verify(token)
     assert verified == claims
+    assert (verified.session_id, verified.epoch) == (session_id, 3)
     assert claims.expires_at - claims.issued_at <= 900

@@ -26,7 +26,7 @@ async def store(settings: Settings) -> AsyncIterator[SessionStore]:
 
 
 async def browser_of(store: SessionStore, tenant: TenantHandle, user_id: str, role: str) -> dict[str, str]:
-    session_id, _ = await store.create(uuid.UUID(tenant.id), uuid.UUID(user_id), role)
+    session_id, _ = await store.create(uuid.UUID(tenant.id), uuid.UUID(user_id), role, epoch=0)
     return {"Cookie": f"{SESSION_COOKIE}={session_id}"}
 
 

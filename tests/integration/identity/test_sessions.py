@@ -36,7 +36,10 @@ async def test_refresh_token_reuse_revokes_family(client) -> None:
     after = await _refresh(client, second_token)
     assert after.status_code == 401
     assert after.json()["code"] == "invalid_token"
-    events = await client.get("/v1/audit", params={"action": "auth.refresh"}, headers=t.admin.headers)
+    # So does the access token issued with the family: the admin signs in again to read the audit.
+    assert (await client.get("/v1/me", headers=t.admin.headers)).status_code == 401
+    admin = await login(client, t.slug, t.admin_email)
+    events = await client.get("/v1/audit", params={"action": "auth.refresh"}, headers=admin.headers)
     reasons = [e["details"].get("reason") for e in events.json()["items"] if e["outcome"] == "failure"]
     assert "reuse" in reasons
 
@@ -175,3 +178,34 @@ async def test_last_admin_cannot_be_demoted_disabled_or_deleted(client) -> None:
         assert r.status_code == 409
     r = await client.delete(f"/v1/users/{t.admin_id}", headers=t.admin.headers)
     assert r.status_code == 409
+
+
+async def test_access_token_of_a_family_revoked_by_reuse_is_refused(client) -> None:
+    t = await create_tenant(client)
+    _, s = await create_user(client, t, "user")
+    # The thief and the owner each hold one of the family's access tokens.
+    first = (await _refresh(client, s.refresh_token)).json()
+    assert (await client.get("/v1/me", headers=bearer(first["access_token"]))).status_code == 200
+    replay = await _refresh(client, s.refresh_token)
+    assert replay.status_code == 401 and replay.json()["code"] == "token_reused"
+    # The family is burnt: so is every access token issued from it, not only its refresh tokens.
+    for token in (s.access_token, first["access_token"]):
+        assert (await client.get("/v1/me", headers=bearer(token))).status_code == 401
+
+
+async def test_refresh_token_minted_during_a_password_change_cannot_outlive_it(client, owner_conn) -> None:
+    t = await create_tenant(client)
+    user, s = await create_user(client, t, "user")
+    r = await client.post(
+        "/v1/me/password",
+        json={"current_password": PASSWORD, "new_password": "An0ther-long-passphrase!"},
+        headers=s.headers,
+    )
+    assert r.status_code == 204
+    # A refresh that ran concurrently inserted its new row after the revoking UPDATE had read the table:
+    # that row is not marked revoked. It must still be dead, because it belongs to the old password.
+    await owner_conn.execute(
+        "UPDATE refresh_tokens SET revoked_at = NULL WHERE user_id = $1::uuid", user["id"]
+    )
+    r = await _refresh(client, s.refresh_token)
+    assert r.status_code == 401, r.text

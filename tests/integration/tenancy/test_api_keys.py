@@ -99,3 +99,51 @@ async def test_forged_key_secret_is_refused(client) -> None:
     key = await create_api_key(client, t.admin, ["users.read"])
     forged = key["key"][:-4] + ("AAAA" if not key["key"].endswith("AAAA") else "BBBB")
     assert (await client.get("/v1/users", headers=bearer(forged))).status_code == 401
+
+
+async def _child_of(client, parent_key: str, **extra):
+    return await client.post(
+        "/v1/api-keys", json={"name": "child", "scopes": ["users.read"], **extra}, headers=bearer(parent_key)
+    )
+
+
+async def test_key_created_by_a_key_cannot_outlive_it(client) -> None:
+    t = await create_tenant(client)
+    parent_expiry = datetime.now(UTC) + timedelta(days=1)
+    parent = await create_api_key(
+        client, t.admin, ["api_keys.manage", "users.read"], expires_at=parent_expiry.isoformat()
+    )
+    # The default lifetime (90 days) is capped at the parent's end...
+    r = await _child_of(client, parent["key"])
+    assert r.status_code == 201, r.text
+    assert datetime.fromisoformat(r.json()["expires_at"]) <= parent_expiry
+    # ...and a later end asked for explicitly is refused.
+    later = (parent_expiry + timedelta(days=30)).isoformat()
+    r = await _child_of(client, parent["key"], expires_at=later)
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "validation_failed"
+
+
+async def test_revoking_a_key_revokes_the_keys_it_created(client, settings) -> None:
+    from tests.redis_loss import lose_redis_keys
+
+    t = await create_tenant(client)
+    parent = await create_api_key(client, t.admin, ["api_keys.manage", "users.read"])
+    child = (await _child_of(client, parent["key"], scopes=["api_keys.manage", "users.read"])).json()
+    grandchild = (await _child_of(client, child["key"])).json()
+    unrelated = await create_api_key(client, t.admin, ["users.read"])
+    for key in (child, grandchild, unrelated):
+        assert (await client.get("/v1/users", headers=bearer(key["key"]))).status_code == 200
+    assert (await client.delete(f"/v1/api-keys/{parent['id']}", headers=t.admin.headers)).status_code == 204
+    for key in (child, grandchild):
+        assert (await client.get("/v1/users", headers=bearer(key["key"]))).status_code == 401
+    assert (await client.get("/v1/users", headers=bearer(unrelated["key"]))).status_code == 200
+    listed = {
+        k["id"]: k["revoked"]
+        for k in (await client.get("/v1/api-keys", headers=t.admin.headers)).json()["items"]
+    }
+    assert listed[child["id"]] and listed[grandchild["id"]] and not listed[unrelated["id"]]
+    # The database holds it, not only Redis.
+    await lose_redis_keys(settings.redis.key_prefix)
+    for key in (child, grandchild):
+        assert (await client.get("/v1/users", headers=bearer(key["key"]))).status_code == 401
