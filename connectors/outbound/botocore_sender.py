@@ -3,8 +3,12 @@
 botocore takes no transport, but emits `before-send` with the prepared request and uses a response a
 handler returns instead of sending it itself (a documented event). The sender answers that event with
 botocore's own `URLLib3Session` (same AWS connection classes: Expect 100-continue, streaming bodies), built
-with pinned pool classes and no proxy. botocore never follows a Location; S3's region redirects are
-re-sent by botocore's own logic, through this same pool.
+with pinned pool classes and no proxy.
+
+botocore never follows a Location; a 3xx that names the bucket's region (`x-amz-bucket-region`, as S3's
+do) is left to botocore's region logic, which re-sends to the region's endpoint through this same pool.
+Any other 3xx is refused: with no region to go by, botocore would ask HeadBucket for it, get the same
+redirect, and ask again until the stack runs out.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from botocore.config import Config
 from botocore.exceptions import HTTPClientError
 from botocore.httpsession import URLLib3Session
 
-from connectors.outbound.addresses import OutboundRefused
+from connectors.outbound.addresses import REDIRECT_STATUSES, OutboundRefused, RedirectRefused
 from connectors.outbound.urllib3_connections import pinned_pools
 
 if typing.TYPE_CHECKING:
@@ -39,13 +43,17 @@ class _PinnedURLLib3Session(URLLib3Session):  # type: ignore[misc]
 
     def send(self, request: AWSPreparedRequest) -> AWSResponse:
         try:
-            return super().send(request)
+            response: AWSResponse = super().send(request)
         except HTTPClientError as exc:
             # Raised as itself: botocore would otherwise retry a refusal as a connection error.
             refused = exc.kwargs.get("error")
             if isinstance(refused, OutboundRefused):
                 raise refused from None
             raise
+        if response.status_code in REDIRECT_STATUSES and "x-amz-bucket-region" not in response.headers:
+            response.raw.release_conn()
+            raise RedirectRefused(response.headers.get("location", ""))
+        return response
 
 
 class BotocoreSender:

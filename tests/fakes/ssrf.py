@@ -39,7 +39,7 @@ class InternalTarget:
 
 
 @contextmanager
-def internal_target(host: str = "127.0.0.1") -> Iterator[InternalTarget]:
+def internal_target(host: str = "127.0.0.1", port: int = 0) -> Iterator[InternalTarget]:
     target = InternalTarget(host)
 
     class Handler(BaseHTTPRequestHandler):
@@ -66,8 +66,8 @@ def internal_target(host: str = "127.0.0.1") -> Iterator[InternalTarget]:
             target.connections.append(client_address)
             return True
 
-    with _serving(Server((host, 0), Handler)) as port:
-        target.port = port
+    with _serving(Server((host, port), Handler)) as bound:
+        target.port = bound
         yield target
 
 

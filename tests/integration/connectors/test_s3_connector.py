@@ -28,7 +28,7 @@ from connectors.outbound import Outbound
 from connectors.s3 import PART, S3Connector, part_size_for
 from connectors.schemas import S3Config, S3Secrets
 from tests.clamd import free_port
-from tests.fakes.ssrf import RebindingDns, internal_target
+from tests.fakes.ssrf import RebindingDns, internal_target, redirector
 from tests.s3 import ACCESS_KEY, REGION, SECRET_KEY, Bucket
 
 MIB = 1024 * 1024
@@ -433,3 +433,22 @@ async def test_endpoint_rebound_to_an_internal_address_is_refused_at_connect(
             await connector.aclose()
     assert target.connections == [], "botocore connected to the rebound internal address"
     assert isinstance(caught.value, Rejected) and "address" in caught.value.detail
+
+
+@pytest.mark.parametrize("status", [301, 302, 307])
+async def test_endpoint_redirect_is_refused_and_not_chased(status: int, tmp_path: Path) -> None:
+    """A hostile endpoint answering every request with a redirect and no bucket region: botocore never
+    follows the Location, but its region redirector would ask HeadBucket again, and again (RecursionError,
+    a 500). The redirect is refused at the first answer."""
+    with internal_target() as target, redirector(target.url, status=status) as hostile:
+        connector = make("any-bucket", hostile.url)
+        try:
+            with pytest.raises(ConnectorError) as caught:
+                await connector.test()
+            with pytest.raises(ConnectorError):
+                await connector.stat("tenant/a.bin")
+        finally:
+            await connector.aclose()
+    assert 1 <= len(hostile.requests) <= 4
+    assert target.connections == [], "the redirect to the internal address was followed"
+    assert isinstance(caught.value, Rejected) and "redirect" in caught.value.detail
