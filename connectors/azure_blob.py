@@ -191,12 +191,17 @@ class AzureBlobConnector:
             "retry_total": retry_total,
             "initial_backoff": 1,
             "increment_base": 2,
-            "transport": endpoints.tenant_outbound().azure_transport(),
-            "permit_redirects": False,
         }
         if endpoints.azure_api_version:
             options["api_version"] = endpoints.azure_api_version
-        self._client = ContainerClient(config.account_url, config.container, credential=credential, **options)
+        self._client = ContainerClient(
+            config.account_url,
+            config.container,
+            credential=credential,
+            transport=endpoints.tenant_outbound().azure_transport(),
+            permit_redirects=False,
+            **options,
+        )
 
     def __repr__(self) -> str:
         return f"AzureBlobConnector(container={self.container!r})"

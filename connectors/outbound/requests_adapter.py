@@ -13,7 +13,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from connectors.outbound.addresses import RedirectRefused
+from connectors.outbound.addresses import OutboundRefused, RedirectRefused
 from connectors.outbound.urllib3_connections import pinned_pools
 
 if typing.TYPE_CHECKING:
@@ -31,6 +31,10 @@ class PinnedAdapter(HTTPAdapter):
     ) -> None:
         super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
         self.poolmanager.pool_classes_by_scheme = self._pools
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: typing.Any) -> typing.Any:
+        # A proxy resolves and connects on its own: the address rule could not hold there.
+        raise OutboundRefused("outbound connections do not go through a proxy")
 
     def send(
         self,
