@@ -3,9 +3,10 @@
 One `ContainerClient` per connector (it keeps an aiohttp session), on a `connectors.outbound` transport:
 the account URL's name is resolved and checked against the address rule at each connection, and a
 redirect is refused, never followed (azure-core's redirect policy would fetch any Location and hand the
-answer back as the blob). Credentials, exactly one of: the
-account key (shared key, `AzureNamedKeyCredential`), a SAS token (`AzureSasCredential`), or a service
-principal (`azure.identity.aio.ClientSecretCredential` against the operator's login URL).
+answer back as the blob). Credentials, exactly one of: the account key (shared key,
+`AzureNamedKeyCredential`), a SAS token (`AzureSasCredential`), or a service principal
+(`azure.identity.aio.ClientSecretCredential` against the operator's login URL, on an outbound transport
+too).
 
 Uploads are streamed: a stream shorter than one block is a single Put Blob (`upload_blob`); a longer one
 is staged block by block (`stage_block`, one block sent while the next one fills, so at most two blocks
@@ -175,7 +176,9 @@ class AzureBlobConnector:
                     secrets.client_id,
                     secrets.client_secret,
                     authority=endpoints.login_url,
-                    transport=endpoints.operator_outbound().azure_transport(),
+                    transport=endpoints.operator_outbound().azure_transport(
+                        verify=endpoints.ca_bundle or True
+                    ),
                 )
             except ValueError:  # e.g. a login URL that is not https
                 raise Rejected("the service principal cannot be used with this login endpoint") from None

@@ -425,19 +425,22 @@ class SharePointConnector:
 
     def _open_content(self, key: str) -> requests.Response:
         url = f"{self._root}/drives/{self._drive()}/root:/{_path(key)}:/content"
+        transport = self._graph().pending_request().transport
         with _translated("object"):
+            # The token first, so that a redirect caught below can only be this request's answer.
+            request = RequestOptions(url, stream=True)
+            request.set_header("Authorization", f"Bearer {self._token()['access_token']}")
             try:
-                return (
-                    self._graph().pending_request().execute_request_direct(RequestOptions(url, stream=True))
-                )
+                response = transport.execute(request)
             except RedirectRefused as redirect:
                 location = urljoin(url, redirect.location)
+            else:
+                _raise_for_status(response)
+                return response
             if urlsplit(location).scheme not in ("https", "http"):
                 raise Unavailable("SharePoint answered in an unexpected way")
             # Pre-authenticated: no Authorization header goes there (the transport adds none of its own).
-            response = (
-                self._graph().pending_request().transport.execute(RequestOptions(location, stream=True))
-            )
+            response = transport.execute(RequestOptions(location, stream=True))
             _raise_for_status(response)
             return response
 

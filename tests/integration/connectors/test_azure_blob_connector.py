@@ -6,6 +6,7 @@ import asyncio
 import base64
 import os
 import traceback
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +30,7 @@ from connectors.factory import Endpoints, open_connector
 from connectors.schemas import AzureBlobConfig, AzureBlobSecrets
 from tests.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Container, RunningAzurite
 from tests.clamd import free_port
+from tests.fakes.sharepoint import FakeCA, FakeSharePoint
 from tests.fakes.ssrf import RebindingDns, internal_target, redirector
 
 MIB = 1024 * 1024
@@ -413,4 +415,29 @@ async def test_storage_redirect_to_an_internal_address_is_not_followed(tmp_path:
             await connector.aclose()
     assert len(hostile.requests) == 2
     assert target.connections == [], "the redirect to the internal address was followed"
+    assert isinstance(caught.value, Rejected) and "redirect" in caught.value.detail
+
+
+async def test_service_principal_login_redirect_is_not_followed(tmp_path: Path) -> None:
+    """The service principal's token request (azure-identity, to the operator's login URL, here the Entra
+    fake of tests/fakes/sharepoint.py) answered with a redirect to an internal address."""
+    tenant, client = str(uuid.uuid4()), str(uuid.uuid4())
+    ca = FakeCA(tmp_path / "ca")
+    login = FakeSharePoint(ca, tenant_id=tenant, client_id=client)
+    login.register_secret("sp-secret")
+    with login.running(), internal_target() as target:
+        login.redirect_to, login.redirect_prefix = f"{target.url}/metadata/", f"/{tenant}/"
+        connector = AzureBlobConnector(
+            AzureBlobConfig(account_url="https://127.0.0.1:9/devstoreaccount1", container="media"),
+            AzureBlobSecrets(tenant_id=tenant, client_id=client, client_secret="sp-secret"),
+            Endpoints(local_root=tmp_path, login_url=login.base, ca_bundle=str(ca.ca_path)),
+            retry_total=0,
+        )
+        try:
+            with pytest.raises(ConnectorError) as caught:
+                await connector.test()
+        finally:
+            await connector.aclose()
+    assert [r.status for r in login.requests] == [302], "the token request reached the login service"
+    assert target.connections == [], "the login redirect to the internal address was followed"
     assert isinstance(caught.value, Rejected) and "redirect" in caught.value.detail
