@@ -1,8 +1,12 @@
 """The `azure_blob` connector: a container in an Azure Storage account, through azure-storage-blob (async).
 
-One `ContainerClient` per connector (it keeps an aiohttp session). Credentials, exactly one of: the
-account key (shared key, `AzureNamedKeyCredential`), a SAS token (`AzureSasCredential`), or a service
-principal (`azure.identity.aio.ClientSecretCredential` against the operator's login URL).
+One `ContainerClient` per connector (it keeps an aiohttp session), on a `connectors.outbound` transport:
+the account URL's name is resolved and checked against the address rule at each connection, and a
+redirect is refused, never followed (azure-core's redirect policy would fetch any Location and hand the
+answer back as the blob). Credentials, exactly one of: the account key (shared key,
+`AzureNamedKeyCredential`), a SAS token (`AzureSasCredential`), or a service principal
+(`azure.identity.aio.ClientSecretCredential` against the operator's login URL, on an outbound transport
+too).
 
 Uploads are streamed: a stream shorter than one block is a single Put Blob (`upload_blob`); a longer one
 is staged block by block (`stage_block`, one block sent while the next one fills, so at most two blocks
@@ -120,6 +124,8 @@ def map_error(exc: BaseException, *, missing: str = "object") -> ConnectorError:
             return ObjectNotFound("no such object")
         if status >= 500:
             return Unavailable("the storage service answered with a server error")
+        if 300 <= status < 400:
+            return Rejected("the storage service answered with a redirect, which is not followed")
         if isinstance(exc, HttpResponseError) and status:
             if _SAFE_CODE.match(code):
                 return Rejected(f"the storage service refused the request ({code})")
@@ -170,6 +176,9 @@ class AzureBlobConnector:
                     secrets.client_id,
                     secrets.client_secret,
                     authority=endpoints.login_url,
+                    transport=endpoints.operator_outbound().azure_transport(
+                        verify=endpoints.ca_bundle or True
+                    ),
                 )
             except ValueError:  # e.g. a login URL that is not https
                 raise Rejected("the service principal cannot be used with this login endpoint") from None
@@ -188,7 +197,14 @@ class AzureBlobConnector:
         }
         if endpoints.azure_api_version:
             options["api_version"] = endpoints.azure_api_version
-        self._client = ContainerClient(config.account_url, config.container, credential=credential, **options)
+        self._client = ContainerClient(
+            config.account_url,
+            config.container,
+            credential=credential,
+            transport=endpoints.tenant_outbound().azure_transport(),
+            permit_redirects=False,
+            **options,
+        )
 
     def __repr__(self) -> str:
         return f"AzureBlobConnector(container={self.container!r})"

@@ -2,17 +2,18 @@
 
 A tenant admin chooses `endpoint_url` (S3-compatible) and `account_url` (Azure); without this check that
 would be a way to make the gateway call its own network (cloud metadata at 169.254.169.254, the database,
-Redis). The host is resolved at the time of the check; `allow_private` is for development and tests
-(FILEGATE_CONNECTOR_ALLOW_PRIVATE).
+Redis). This is the early check, at configuration time, for a clear answer to the admin; it is not what
+keeps the gateway out of its own network: a name can resolve differently a second later, so every
+connection checks again the addresses it connects to (`connectors.outbound`). `allow_private` is for
+development and tests (FILEGATE_CONNECTOR_ALLOW_PRIVATE).
 """
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from urllib.parse import urlsplit
 
 from connectors.base import Rejected
+from connectors.outbound import AddressNotAllowed, Outbound
 
 
 def check_endpoint(url: str, *, allow_private: bool) -> None:
@@ -26,10 +27,8 @@ def check_endpoint(url: str, *, allow_private: bool) -> None:
     if parts.scheme != "https":
         raise Rejected("the endpoint must use https")
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError):
+        Outbound.for_tenants(allow_private=False).addresses(parts.hostname, parts.port or 443)
+    except AddressNotAllowed:
+        raise Rejected("the endpoint resolves to a private or reserved address") from None
+    except (OSError, UnicodeError, ValueError):
         raise Rejected("the endpoint's host does not resolve") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise Rejected("the endpoint resolves to a private or reserved address")

@@ -2,8 +2,10 @@
 
 `Endpoints` holds what the operator decides, not the tenant: the base URLs of Microsoft's login and Graph
 services and of the Instagram Graph API (configurable so tests can point them at local fakes), the local
-connector's directory, and whether a tenant may point a connector at a private address. SDK modules are
-imported only when their kind is used.
+connector's directory, and whether a tenant may point a connector at a private address. Every connector
+reaches its service through `connectors.outbound` (the address rule at connect time, no redirects):
+`tenant_outbound()` for a destination a tenant chose, `operator_outbound()` for the operator's base URLs.
+SDK modules are imported only when their kind is used.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from connectors.base import Connector, Publisher
 from connectors.endpoints import check_endpoint
+from connectors.outbound import Outbound
 from connectors.schemas import (
     AzureBlobConfig,
     AzureBlobSecrets,
@@ -42,6 +45,15 @@ class Endpoints:
     # Instagram: how often to poll a media container, and for how long at most.
     instagram_poll_interval: float = 2.0
     instagram_max_wait: float = 120.0
+    # The rule and resolver for tenant-chosen destinations; None: public addresses only (any address under
+    # allow_private), resolved by the system. Tests inject a narrower rule or a changing resolver here.
+    outbound: Outbound | None = None
+
+    def tenant_outbound(self) -> Outbound:
+        return self.outbound or Outbound.for_tenants(allow_private=self.allow_private)
+
+    def operator_outbound(self) -> Outbound:
+        return self.tenant_outbound().trusting()
 
 
 def open_connector(config: Config, secrets: Secrets, endpoints: Endpoints) -> Connector | Publisher:
@@ -57,7 +69,7 @@ def open_connector(config: Config, secrets: Secrets, endpoints: Endpoints) -> Co
 
             if config.endpoint_url:
                 check_endpoint(config.endpoint_url, allow_private=endpoints.allow_private)
-            return S3Connector(config, secrets)
+            return S3Connector(config, secrets, endpoints.tenant_outbound())
         case AzureBlobConfig(), AzureBlobSecrets():
             from connectors.azure_blob import AzureBlobConnector
 

@@ -73,12 +73,14 @@ class InstagramPublisher:
         self._poll_interval = poll_interval
         self._max_poll_interval = max_poll_interval
         self._max_wait = max_wait
-        self._transport = transport or httpx.AsyncHTTPTransport(retries=0)
+        # The operator's Graph URL: any address, but a redirect is refused (connectors.outbound).
+        self._transport = transport or endpoints.operator_outbound().httpx_transport()
         self._client = httpx.AsyncClient(
             base_url=endpoints.instagram_url.rstrip("/"),
             transport=self._transport,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             follow_redirects=False,
+            trust_env=False,
             headers={"Accept": "application/json", "User-Agent": "filegate-instagram"},
         )
 

@@ -6,6 +6,10 @@ one part is a single PutObject; a longer one is a multipart upload of `PART`-siz
 `MAX_IN_FLIGHT` parts while the next one fills, so at most four parts (32 MiB) are in memory. Any failure,
 cancellation included, aborts the multipart upload, so no invisible parts are left behind (and billed).
 
+Every request goes through `connectors.outbound` (attached to both clients): the endpoint's name is
+resolved and checked against the address rule at each connection, not only when the connection was
+configured.
+
 Credentials are the stored keys only, never boto3's default chain (the gateway's own AWS identity must
 not leak into a tenant's connection). With `role_arn`, the stored keys assume that role through STS and
 the temporary credentials are refreshed before they expire.
@@ -48,6 +52,7 @@ from connectors.base import (
     Throttled,
     Unavailable,
 )
+from connectors.outbound import Outbound
 from connectors.schemas import S3Config, S3Secrets
 
 MIB = 1024 * 1024
@@ -140,7 +145,7 @@ def map_error(exc: BaseException, *, missing: str = "object") -> ConnectorError:
 
 
 class S3Connector:
-    def __init__(self, config: S3Config, secrets: S3Secrets) -> None:
+    def __init__(self, config: S3Config, secrets: S3Secrets, outbound: Outbound) -> None:
         self.bucket = config.bucket
         style = config.addressing_style or ("path" if config.endpoint_url else "auto")
         client_config = Config(
@@ -156,8 +161,12 @@ class S3Connector:
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
+        self._sender = outbound.botocore_sender(client_config)
         session, self._sts = _session(config, secrets, client_config)
         self._client: Any = session.client("s3", endpoint_url=config.endpoint_url, config=client_config)
+        for client in (self._client, self._sts):
+            if client is not None:
+                self._sender.attach(client)
         self._sse: dict[str, str] = {}
         if config.sse_kms_key_id:
             self._sse = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": config.sse_kms_key_id}
@@ -259,6 +268,8 @@ class S3Connector:
             if client is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(client.close)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self._sender.close)
 
 
 class _Multipart:

@@ -21,6 +21,10 @@ msal `ConfidentialClientApplication` that this module builds itself (the library
   `@odata.nextLink`, never the URL, so a cursor cannot send the token elsewhere) plus how many
   children of that page were already consumed.
 - delete: only a file is deleted (by id, after a lookup): a key that names a folder is "absent".
+- HTTP: msal and the Graph client each get a `connectors.outbound` requests session (the operator's
+  login and Graph URLs: any address, but no redirect is ever followed). The one redirect Graph's protocol
+  has, `GET .../content` → 302 to a pre-authenticated download URL, is taken here by hand: once, without
+  the bearer token, through the same session (which refuses any further redirect).
 - errors: translated at this module's edge into `connectors.base` errors with fixed sentences; the
   SDK's message, tokens, secrets, certificates and upload or download URLs never reach a detail.
 - throttling: a 429 (or 503 with Retry-After) is retried here, up to twice, when the service asks for at
@@ -40,7 +44,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 from office365.graph_client import GraphClient
@@ -63,6 +67,7 @@ from connectors.base import (
     Throttled,
     Unavailable,
 )
+from connectors.outbound import RedirectRefused
 from connectors.schemas import SharePointConfig, SharePointSecrets
 
 if TYPE_CHECKING:
@@ -111,20 +116,6 @@ class _GraphClient(GraphClient):
         return self._pending_request  # type: ignore[return-value]
 
 
-class _LoginSession(requests.Session):
-    """msal's HTTP client: requests' `Session.verify` loses to REQUESTS_CA_BUNDLE, a per-call `verify` wins."""
-
-    def __init__(self, verify: bool | str) -> None:
-        super().__init__()
-        self._verify_with = verify
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        if self._verify_with is not True:
-            kwargs.setdefault("verify", self._verify_with)
-        kwargs.setdefault("timeout", (10, 30))
-        return super().request(method, url, *args, **kwargs)
-
-
 class SharePointConnector:
     def __init__(
         self,
@@ -141,6 +132,7 @@ class SharePointConnector:
         self._login_url = endpoints.login_url.rstrip("/")
         self._graph_url = endpoints.graph_url.rstrip("/")
         self._root = f"{self._graph_url}/v1.0"
+        self._outbound = endpoints.operator_outbound()
         # A CA bundle for a private login/Graph endpoint (tests); None keeps the system's trust store.
         self._verify: bool | str = ca_bundle or True
         self._max_retry_wait = max_retry_wait
@@ -286,7 +278,9 @@ class SharePointConnector:
         with self._lock:
             if self._client is None:
                 client = _GraphClient(self._root, self._token)
-                client.with_transport(verify=self._verify, timeout=(10, 300))
+                client.with_transport(
+                    session=self._outbound.requests_session(verify=self._verify), timeout=(10, 300)
+                )
                 self._client = client
             return self._client
 
@@ -324,7 +318,7 @@ class SharePointConnector:
                 authority=f"{self._login_url}/{quote(self._secrets.tenant_id, safe='')}",
                 client_credential=credential,
                 instance_discovery=False,
-                http_client=_LoginSession(self._verify),
+                http_client=self._outbound.requests_session(verify=self._verify),
             )
         except ValueError:
             raise _TokenFailure(AuthFailed("the Microsoft login service does not know this tenant")) from None
@@ -431,8 +425,24 @@ class SharePointConnector:
 
     def _open_content(self, key: str) -> requests.Response:
         url = f"{self._root}/drives/{self._drive()}/root:/{_path(key)}:/content"
+        transport = self._graph().pending_request().transport
         with _translated("object"):
-            return self._graph().pending_request().execute_request_direct(RequestOptions(url, stream=True))
+            # The token first, so that a redirect caught below can only be this request's answer.
+            request = RequestOptions(url, stream=True)
+            request.set_header("Authorization", f"Bearer {self._token()['access_token']}")
+            try:
+                response = transport.execute(request)
+            except RedirectRefused as redirect:
+                location = urljoin(url, redirect.location)
+            else:
+                _raise_for_status(response)
+                return response
+            if urlsplit(location).scheme not in ("https", "http"):
+                raise Unavailable("SharePoint answered in an unexpected way")
+            # Pre-authenticated: no Authorization header goes there (the transport adds none of its own).
+            response = transport.execute(RequestOptions(location, stream=True))
+            _raise_for_status(response)
+            return response
 
     def _children(self, folder: str, query: str | None, top: int) -> dict[str, Any]:
         drive_id = self._drive()

@@ -2,7 +2,10 @@
 
 The issuer is chosen by a tenant admin, so fetching it must not become a way into the gateway's own
 network: the same endpoint rule as connectors applies (https, public addresses; private only when the
-operator allows it). The discovery document's `issuer` must equal the configured one exactly.
+operator allows it), checked on each URL first for a clear answer and then again, by
+`connectors.outbound`, on the addresses each connection actually uses (a name may resolve differently a
+second later); no redirect is followed. The token exchange uses a `transport()` under the same rule.
+The discovery document's `issuer` must equal the configured one exactly.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from joserfc.jwk import KeySet
 
 from connectors.base import ConnectorError
 from connectors.endpoints import check_endpoint
+from connectors.outbound import Outbound
 
 CACHE_SECONDS = 600
 MAX_DOCUMENT = 512 * 1024
@@ -34,10 +38,18 @@ class ProviderMetadata:
 
 
 class Discovery:
-    def __init__(self, *, allow_private: bool, timeout: float = 10.0, verify: bool | str = True) -> None:
+    def __init__(
+        self,
+        *,
+        allow_private: bool,
+        timeout: float = 10.0,
+        verify: bool | str = True,
+        outbound: Outbound | None = None,
+    ) -> None:
         self._allow_private = allow_private
         self._timeout = timeout
         self._verify = verify
+        self._outbound = outbound or Outbound.for_tenants(allow_private=allow_private)
         self._metadata: dict[str, tuple[float, ProviderMetadata]] = {}
         self._keys: dict[str, tuple[float, KeySet]] = {}
 
@@ -50,12 +62,12 @@ class Discovery:
     async def _get_json(self, url: str) -> dict[str, Any]:
         self._check(url)
         try:
-            async with httpx.AsyncClient(
-                timeout=self._timeout, verify=self._verify, follow_redirects=False
-            ) as c:
+            async with self._outbound.httpx_client(verify=self._verify, timeout=self._timeout) as c:
                 r = await c.get(url, headers={"Accept": "application/json"})
         except httpx.HTTPError:
             raise DiscoveryError("the provider could not be reached") from None
+        except ConnectorError as exc:  # an address not allowed, a redirect
+            raise DiscoveryError(f"the provider could not be used: {exc.detail}") from None
         if r.status_code != 200 or len(r.content) > MAX_DOCUMENT:
             raise DiscoveryError(f"the provider answered {r.status_code}")
         try:
@@ -65,6 +77,10 @@ class Discovery:
         if not isinstance(data, dict):
             raise DiscoveryError("the provider's answer is not a JSON object")
         return data
+
+    def transport(self) -> httpx.AsyncBaseTransport:
+        """For the provider's other endpoints (the token exchange): the same address rule, no redirects."""
+        return self._outbound.httpx_transport(verify=self._verify)
 
     async def metadata(self, issuer: str) -> ProviderMetadata:
         cached = self._metadata.get(issuer)

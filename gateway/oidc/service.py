@@ -32,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from connectors.base import ConnectorError
 from connectors.credentials import Binding, CredentialError, CredentialManager
 from gateway.audit import Actor, AuditContext, AuditRecorder, Target
 from gateway.db import Database
@@ -289,6 +290,8 @@ class OidcService:
             scope=SCOPE,
             code_challenge_method="S256",
             timeout=10,
+            transport=self.discovery.transport(),
+            trust_env=False,
         )
 
     async def begin(
@@ -395,7 +398,7 @@ class OidcService:
         except idtoken.InvalidIdToken as exc:
             await self._fail(pending, ctx, f"id_token:{exc}"[:80])
             raise OidcFailed("the identity provider's ID token was not acceptable") from None
-        except (OAuthError, httpx.HTTPError, DiscoveryError, ValueError, KeyError) as exc:
+        except (OAuthError, httpx.HTTPError, ConnectorError, DiscoveryError, ValueError, KeyError) as exc:
             await self._fail(pending, ctx, f"token_exchange:{type(exc).__name__}")
             raise OidcFailed("the identity provider did not complete the sign-in") from None
 

@@ -181,6 +181,8 @@ class HostileOidc:
     tamper: Tamper = field(default_factory=Tamper)  # applied to codes issued from now on
     require_pkce: bool = True
     id_token_ttl: int = 300
+    # A provider gone hostile: its discovery, JWKS or token endpoint answers 307 to this URL (SSRF tests).
+    redirect: dict[str, str] = field(default_factory=dict)  # path -> Location
     # --- what happened --------------------------------------------------------------------------------
     requests: list[Recorded] = field(default_factory=list)
     authorizations: list[Authorization] = field(default_factory=list)
@@ -290,6 +292,8 @@ class HostileOidc:
             params.update(parse_qsl(body.decode(), keep_blank_values=True))
         with self._lock:
             self.requests.append(Recorded(method, parts.path, params, headers))
+            if parts.path in self.redirect:
+                return 307, {"Location": self.redirect[parts.path]}, b""
             match method, parts.path:
                 case "GET", "/.well-known/openid-configuration":
                     return _json(200, self.metadata())

@@ -205,6 +205,10 @@ class FakeSharePoint:
         self.tokens: set[str] = set()
         self.requests: list[Seen] = []
         self.watched: dict[str, bytes] = {}
+        # Gone hostile (SSRF tests): every request under `redirect_prefix` (Graph calls by default; never a
+        # download's own redirect) answers 302 to `redirect_to`.
+        self.redirect_to: str | None = None
+        self.redirect_prefix = "/v1.0/"
         self._throttle = 0
         self._throttle_after = 1.0
         self._throttle_status = 429
@@ -593,6 +597,8 @@ class _Handler(BaseHTTPRequestHandler):
         method = self.command
         if method == "GET" and (m := _OPENID.match(path)):
             return 200, fake.openid_configuration(m.group(1)), {}
+        if fake.redirect_to and path.startswith(fake.redirect_prefix) and not path.endswith(":/content"):
+            return 302, None, {"Location": fake.redirect_to}
         if method == "POST" and (m := _TOKEN.match(path)):
             form = dict(parse_qsl(body.decode(), keep_blank_values=True))
             status, payload = fake.token(m.group(1), form)

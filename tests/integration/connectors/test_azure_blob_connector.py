@@ -6,6 +6,7 @@ import asyncio
 import base64
 import os
 import traceback
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,10 +25,13 @@ from connectors.base import (
     Rejected,
     Unavailable,
 )
+from connectors.endpoints import check_endpoint
 from connectors.factory import Endpoints, open_connector
 from connectors.schemas import AzureBlobConfig, AzureBlobSecrets
 from tests.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Container, RunningAzurite
 from tests.clamd import free_port
+from tests.fakes.sharepoint import FakeCA, FakeSharePoint
+from tests.fakes.ssrf import RebindingDns, internal_target, redirector
 
 MIB = 1024 * 1024
 WRONG_KEY = base64.b64encode(b"not-the-account-key-" * 3).decode()
@@ -368,3 +372,72 @@ async def test_a_stream_shorter_than_announced_is_rejected(
     with pytest.raises(Rejected, match="announced size"):  # refused as soon as it overflows
         await azure.put("t/short", stream(data), size=3 * MIB, content_type=None)
     assert await azure_container.blob_names(uncommitted=True) == []
+
+
+async def test_account_url_rebound_to_an_internal_address_is_refused_at_connect(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """DNS rebinding: the name is public when the account URL is checked, internal when aiohttp connects."""
+    dns = RebindingDns("blob.rebind.test")
+    monkeypatch.setattr("socket.getaddrinfo", dns.getaddrinfo)
+    with internal_target() as target:
+        url = f"https://blob.rebind.test:{target.port}"
+        endpoints = Endpoints(local_root=tmp_path)
+        check_endpoint(url, allow_private=endpoints.allow_private)  # what open_connector checks: public
+        assert dns.asked == 1
+        connector = AzureBlobConnector(
+            AzureBlobConfig(account_url=url, container="media"),
+            AzureBlobSecrets(account_key=ACCOUNT_KEY),
+            endpoints,
+            retry_total=0,
+        )
+        try:
+            with pytest.raises(ConnectorError) as caught:
+                await connector.test()
+        finally:
+            await connector.aclose()
+    assert target.connections == [], "aiohttp connected to the rebound internal address"
+    assert isinstance(caught.value, Rejected) and "address" in caught.value.detail
+
+
+async def test_storage_redirect_to_an_internal_address_is_not_followed(tmp_path: Path) -> None:
+    """A storage endpoint answering 302 to an internal URL: azure-core's redirect policy must not follow."""
+    with internal_target() as target, redirector(target.url) as hostile:
+        connector = make(
+            f"{hostile.url}/devstoreaccount1", "media", tmp_path, retry_total=0
+        )  # allow_private: even where private addresses are allowed
+        try:
+            with pytest.raises(ConnectorError) as caught:
+                await connector.stat("tenant/a.bin")
+            with pytest.raises(ConnectorError):
+                await read_all(connector.get("tenant/a.bin"))
+        finally:
+            await connector.aclose()
+    assert len(hostile.requests) == 2
+    assert target.connections == [], "the redirect to the internal address was followed"
+    assert isinstance(caught.value, Rejected) and "redirect" in caught.value.detail
+
+
+async def test_service_principal_login_redirect_is_not_followed(tmp_path: Path) -> None:
+    """The service principal's token request (azure-identity, to the operator's login URL, here the Entra
+    fake of tests/fakes/sharepoint.py) answered with a redirect to an internal address."""
+    tenant, client = str(uuid.uuid4()), str(uuid.uuid4())
+    ca = FakeCA(tmp_path / "ca")
+    login = FakeSharePoint(ca, tenant_id=tenant, client_id=client)
+    login.register_secret("sp-secret")
+    with login.running(), internal_target() as target:
+        login.redirect_to, login.redirect_prefix = f"{target.url}/metadata/", f"/{tenant}/"
+        connector = AzureBlobConnector(
+            AzureBlobConfig(account_url="https://127.0.0.1:9/devstoreaccount1", container="media"),
+            AzureBlobSecrets(tenant_id=tenant, client_id=client, client_secret="sp-secret"),
+            Endpoints(local_root=tmp_path, login_url=login.base, ca_bundle=str(ca.ca_path)),
+            retry_total=0,
+        )
+        try:
+            with pytest.raises(ConnectorError) as caught:
+                await connector.test()
+        finally:
+            await connector.aclose()
+    assert [r.status for r in login.requests] == [302], "the token request reached the login service"
+    assert target.connections == [], "the login redirect to the internal address was followed"
+    assert isinstance(caught.value, Rejected) and "redirect" in caught.value.detail

@@ -25,6 +25,7 @@ from connectors.instagram import InstagramPublisher, graph_error
 from connectors.schemas import InstagramConfig, InstagramSecrets
 from scanning import samples
 from tests.fakes.instagram import FakeInstagram, MediaHost
+from tests.fakes.ssrf import internal_target, redirector
 
 JPEG = samples.jpeg_bytes()
 MP4 = samples.mp4_bytes()
@@ -455,3 +456,22 @@ def test_graph_errors_map_to_safe_connector_errors(
     assert_safe(error, "IGAAsecret", "signature", "media.example")
     if isinstance(error, Throttled):
         assert error.retry_after == (7.0 if "Retry-After" in headers else 60.0)
+
+
+async def test_graph_redirect_to_an_internal_address_is_not_followed(tmp_path: Path) -> None:
+    with internal_target() as target, redirector(target.url) as hostile:
+        publisher = InstagramPublisher(
+            InstagramConfig(ig_user_id="17841400000000000", graph_api_version="v21.0"),
+            InstagramSecrets(access_token="IGQVJ-example-token"),
+            Endpoints(local_root=tmp_path, instagram_url=hostile.url),
+        )
+        try:
+            with pytest.raises(ConnectorError) as caught:
+                await publisher.test()
+            with pytest.raises(ConnectorError):
+                await publisher.refresh_token()
+        finally:
+            await publisher.aclose()
+    assert len(hostile.requests) == 2
+    assert target.connections == [], "the Graph redirect to the internal address was followed"
+    assert isinstance(caught.value, Rejected) and "redirect" in caught.value.detail

@@ -24,9 +24,11 @@ from connectors.base import (
     Unavailable,
 )
 from connectors.factory import Endpoints, open_connector
+from connectors.outbound import Outbound
 from connectors.s3 import PART, S3Connector, part_size_for
 from connectors.schemas import S3Config, S3Secrets
 from tests.clamd import free_port
+from tests.fakes.ssrf import RebindingDns, internal_target, redirector
 from tests.s3 import ACCESS_KEY, REGION, SECRET_KEY, Bucket
 
 MIB = 1024 * 1024
@@ -37,6 +39,7 @@ def make(bucket: str, endpoint: str, *, secret: str = SECRET_KEY, **config: str)
     return S3Connector(
         msgspec.convert({"bucket": bucket, "region": REGION, "endpoint_url": endpoint, **config}, S3Config),
         msgspec.convert({"access_key_id": ACCESS_KEY, "secret_access_key": secret}, S3Secrets),
+        Outbound.for_tenants(allow_private=True),
     )
 
 
@@ -403,3 +406,49 @@ async def test_a_role_that_cannot_be_assumed_is_auth_failed(s3_bucket: Bucket) -
         assert_safe(caught.value, SECRET_KEY)
     finally:
         await connector.aclose()
+
+
+async def test_endpoint_rebound_to_an_internal_address_is_refused_at_connect(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """DNS rebinding: the name is public when the endpoint is checked, internal when botocore connects."""
+    dns = RebindingDns("s3.rebind.test")
+    monkeypatch.setattr("socket.getaddrinfo", dns.getaddrinfo)
+    with internal_target() as target:
+        config = msgspec.convert(
+            {
+                "bucket": "rebound-bucket",
+                "region": REGION,
+                "endpoint_url": f"https://s3.rebind.test:{target.port}",
+            },
+            S3Config,
+        )
+        secrets = S3Secrets(access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY)
+        connector = open_connector(config, secrets, Endpoints(local_root=tmp_path))  # checked: public
+        assert dns.asked == 1
+        try:
+            with pytest.raises(ConnectorError) as caught:
+                await connector.test()
+        finally:
+            await connector.aclose()
+    assert target.connections == [], "botocore connected to the rebound internal address"
+    assert isinstance(caught.value, Rejected) and "address" in caught.value.detail
+
+
+@pytest.mark.parametrize("status", [301, 302, 307])
+async def test_endpoint_redirect_is_refused_and_not_chased(status: int, tmp_path: Path) -> None:
+    """A hostile endpoint answering every request with a redirect and no bucket region: botocore never
+    follows the Location, but its region redirector would ask HeadBucket again, and again (RecursionError,
+    a 500). The redirect is refused at the first answer."""
+    with internal_target() as target, redirector(target.url, status=status) as hostile:
+        connector = make("any-bucket", hostile.url)
+        try:
+            with pytest.raises(ConnectorError) as caught:
+                await connector.test()
+            with pytest.raises(ConnectorError):
+                await connector.stat("tenant/a.bin")
+        finally:
+            await connector.aclose()
+    assert 1 <= len(hostile.requests) <= 4
+    assert target.connections == [], "the redirect to the internal address was followed"
+    assert isinstance(caught.value, Rejected) and "redirect" in caught.value.detail

@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
-from connectors.base import AuthFailed, ObjectNotFound, Rejected, Throttled, Unavailable
+from connectors.base import AuthFailed, ConnectorError, ObjectNotFound, Rejected, Throttled, Unavailable
 from connectors.factory import Endpoints
 from connectors.schemas import SharePointConfig, SharePointSecrets
 from connectors.sharepoint import FRAGMENT, SharePointConnector
 from tests.fakes.sharepoint import FRAGMENT_UNIT, FakeCA, FakeSharePoint, app_certificate
+from tests.fakes.ssrf import internal_target
 
 TENANT = str(uuid.uuid4())
 CLIENT = str(uuid.uuid4())
@@ -408,3 +409,20 @@ async def test_a_cursor_resumes_inside_a_page_whatever_the_next_limit(
     keys = [i.key for page in (first, second, rest) for i in page.items]
     assert keys == [*sorted(f"tenant/{n}.txt" for n in "abcdefg"), "tenant/other.bin"]
     assert rest.cursor is None
+
+
+@pytest.mark.parametrize("service", ["graph", "login"])
+async def test_redirect_to_an_internal_address_is_not_followed(
+    sharepoint_connect: Connect, sharepoint_fake: FakeSharePoint, service: str
+) -> None:
+    """Graph (a site lookup) or the login service (msal's tenant discovery) answers 302 to an internal URL."""
+    with internal_target() as target:
+        sharepoint_fake.redirect_to = target.url + "/latest/meta-data/"
+        if service == "login":
+            sharepoint_fake.redirect_prefix = f"/{TENANT}/"
+        connector = sharepoint_connect()
+        with pytest.raises(ConnectorError) as caught:
+            await connector.test()
+    assert [r for r in sharepoint_fake.requests if r.status == 302], "the fake redirected"
+    assert target.connections == [], "the redirect to the internal address was followed"
+    assert isinstance(caught.value, Rejected) and "redirect" in caught.value.detail

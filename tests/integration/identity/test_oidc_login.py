@@ -16,6 +16,7 @@ from gateway.settings import Settings
 from tests.factories import TenantHandle, create_tenant, create_user
 from tests.fakes.oidc_hostile import SWITCHES, HostileOidc, Tamper
 from tests.fakes.oidc_hostile import running as running_hostile
+from tests.fakes.ssrf import internal_target
 
 BINDING = "__Host-filegate_oidc"
 SESSION = "__Host-filegate_session"
@@ -302,3 +303,20 @@ async def test_provider_configuration_is_admin_only_and_tenant_scoped(
         "/v1/identity-providers/Bad%20Name", json={"client_id": "x"}, headers=tenant.admin.headers
     )
     assert bad.status_code == 400
+
+
+@pytest.mark.parametrize("endpoint", ["/token", "/jwks"])
+async def test_provider_redirect_to_an_internal_address_is_not_followed(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    idp: HostileOidc,
+    endpoint: str,
+) -> None:
+    """The token endpoint (307: it would re-POST the code and the client secret) or the JWKS redirects."""
+    tenant = await create_tenant(client)
+    await configure(client, tenant, idp)
+    with internal_target() as target:
+        idp.redirect[endpoint] = f"{target.url}/latest/meta-data/"
+        r = await sign_in(client, tenant)
+    assert any(seen.path == endpoint for seen in idp.requests), "the provider was asked"
+    assert target.connections == [], "the provider's redirect to the internal address was followed"
+    assert r.status_code == 401 and r.json()["code"] == "oidc_failed", r.text
