@@ -123,6 +123,18 @@ class UserRepository(TenantRepository[User]):
         result = await self.session.execute(self.live().where(User.id == user_id).with_for_update())
         return result.scalar_one_or_none()
 
+    async def accept_totp_step(self, user_id: uuid.UUID, step: int) -> bool:
+        """Compare-and-set: record `step` as the user's last accepted TOTP step only if it is newer than the one
+        stored. Logins presenting the same code at once all read the old step; this lets exactly one of them
+        through, on every replica, whatever Redis holds."""
+        result = await self.session.execute(
+            update(User)
+            .where(User.tenant_id == self.tenant_id, User.id == user_id, User.totp_last_step < step)
+            .values(totp_last_step=step)
+            .returning(User.id)
+        )
+        return result.first() is not None
+
     async def count_active_admins(self) -> int:
         stmt = (
             select(func.count())

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
@@ -89,6 +90,34 @@ def settings(test_db: TestDatabase, tmp_path: Path) -> Settings:
 async def client(settings: Settings) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
     async with AsyncTestClient(app=create_app(settings)) as c:
         yield c
+
+
+@pytest.fixture
+async def racing_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A client whose requests really run at the same time: the app serves them on this event loop
+    (`AsyncTestClient` hands one request at a time to the app), on real database connections."""
+    app = create_app(settings)
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def serve() -> None:
+        # The lifespan's task group must be entered and left by one task; fixtures set up and tear down
+        # in different ones.
+        async with app.lifespan():
+            started.set()
+            await stop.wait()
+
+    server = asyncio.create_task(serve())
+    await asyncio.wait([server, asyncio.create_task(started.wait())], return_when=asyncio.FIRST_COMPLETED)
+    if server.done():
+        server.result()  # the lifespan failed: say why
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+        ) as c:
+            yield c
+    finally:
+        stop.set()
+        await server
 
 
 @pytest.fixture
