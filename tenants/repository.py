@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 import msgspec
-from sqlalchemy import Select, func, select, tuple_, update
+from sqlalchemy import Select, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenants.models import ApiKey, RecoveryCode, RefreshToken, Role, Tenant, TenantPolicy, User
@@ -135,18 +135,25 @@ class UserRepository(TenantRepository[User]):
         )
         return result.first() is not None
 
-    async def count_active_admins(self) -> int:
+    async def lock_active_admins(self) -> int:
+        """Lock the tenant's active admins, in id order, until commit; answers how many there are.
+
+        Taken before any other user row by every change that could take an admin away, so two of them
+        (two admins demoting or erasing each other) run one after the other, and the second counts what
+        the first left. The one order keeps them from deadlocking.
+        """
         stmt = (
-            select(func.count())
-            .select_from(User)
+            select(User.id)
             .where(
                 User.tenant_id == self.tenant_id,
                 User.role == Role.ADMIN.value,
                 User.disabled.is_(False),
                 User.erased_at.is_(None),
             )
+            .order_by(User.id)
+            .with_for_update()
         )
-        return int((await self.session.execute(stmt)).scalar_one())
+        return len((await self.session.execute(stmt)).all())
 
 
 class RefreshTokenRepository(TenantRepository[RefreshToken]):
