@@ -15,6 +15,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
@@ -93,9 +94,8 @@ async def client(settings: Settings) -> AsyncIterator[AsyncTestClient]:  # type:
 
 
 @pytest.fixture
-async def racing_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """A client whose requests really run at the same time: the app serves them on this event loop
-    (`AsyncTestClient` hands one request at a time to the app), on real database connections."""
+async def racing_app(settings: Settings) -> AsyncIterator[Litestar]:
+    """The app with its lifespan running on this test's event loop (its services in `app.state`)."""
     app = create_app(settings)
     started, stop = asyncio.Event(), asyncio.Event()
 
@@ -111,13 +111,19 @@ async def racing_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     if server.done():
         server.result()  # the lifespan failed: say why
     try:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-        ) as c:
-            yield c
+        yield app
     finally:
         stop.set()
         await server
+
+
+@pytest.fixture
+async def racing_client(racing_app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """A client whose requests really run at the same time: the app serves them on this event loop
+    (`AsyncTestClient` hands one request at a time to the app), on real database connections."""
+    transport = httpx.ASGITransport(app=racing_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
 
 
 @pytest.fixture

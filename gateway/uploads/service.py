@@ -7,6 +7,7 @@ the reconciler re-enqueues it if that enqueue is lost).
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from connectors.base import InvalidKey
 from connectors.paths import check_relative
 from gateway.audit import AuditContext, AuditRecorder, Target
-from gateway.db import Database
+from gateway.db import Database, after_commit
 from gateway.errors import FilegateError, NotFound, ValidationFailed
 from gateway.jobs import DELIVER_UPLOAD, SCAN_UPLOAD, JobQueue, job_id
 from gateway.policy.schemas import Policy
@@ -235,11 +236,9 @@ class UploadService:
             log.warning("uploads.enqueue_failed", upload_id=str(upload_id), error=type(exc).__name__)
 
     async def _abandon(self, tenant_id: uuid.UUID, upload_id: uuid.UUID) -> None:
-        await self.store.delete(quarantine_key(tenant_id, upload_id))
         async with self.db.tenant(tenant_id) as session:
-            upload = await UploadRepository(session, tenant_id).get(upload_id)
-            if upload is not None:
-                await session.delete(upload)
+            await UploadRepository(session, tenant_id).remove(upload_id)
+            after_commit(session, functools.partial(self.store.delete, quarantine_key(tenant_id, upload_id)))
 
     # --- reading -------------------------------------------------------------------------------------
     def _owner_filter(self, principal: Principal) -> uuid.UUID | None:
@@ -332,7 +331,11 @@ class UploadService:
         upload = await self.visible(session, principal, upload_id)
         if not principal.may(Permission.UPLOADS_DELETE, owner_id=upload.owner_id):
             raise NotFound()
-        await session.delete(upload)
+        # A compare-and-set that takes the row lock before the audit head's (the order every path keeps): a
+        # second delete running alongside finds nothing and records nothing.
+        key = await UploadRepository(session, principal.tenant_id).remove(upload_id)
+        if key is None:
+            raise NotFound()
         await self.audit.record(
             session,
             principal.tenant_id,
@@ -340,7 +343,6 @@ class UploadService:
             action="upload.delete",
             outcome="success",
             actor=principal.actor,
-            target=Target("upload", str(upload.id)),
+            target=Target("upload", str(upload_id)),
         )
-        await session.flush()
-        await self.store.delete(upload.storage_key)
+        after_commit(session, functools.partial(self.store.delete, key))
