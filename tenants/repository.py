@@ -226,6 +226,17 @@ class ApiKeyRepository(TenantRepository[ApiKey]):
             .values(last_used_at=at)
         )
 
+    async def revoke(self, key_id: uuid.UUID, at: datetime) -> bool:
+        """Compare-and-set: revoke the key unless it already is; False when another request did first. The key's
+        row is locked before any audit event is appended (the order API-key use keeps too)."""
+        result = await self.session.execute(
+            update(ApiKey)
+            .where(ApiKey.tenant_id == self.tenant_id, ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=at)
+            .returning(ApiKey.id)
+        )
+        return result.first() is not None
+
     async def revoke_by_creator(self, user_id: uuid.UUID, at: datetime) -> None:
         await self.session.execute(
             update(ApiKey)

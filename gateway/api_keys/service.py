@@ -108,12 +108,13 @@ class ApiKeyService:
     async def revoke(
         self, session: AsyncSession, principal: Principal, key_id: uuid.UUID, ctx: AuditContext
     ) -> None:
-        key = await ApiKeyRepository(session, principal.tenant_id).get(key_id)
+        keys = ApiKeyRepository(session, principal.tenant_id)
+        key = await keys.get(key_id)
         # A key the caller may not manage is answered exactly like one that does not exist.
         if key is None or not principal.may(Permission.API_KEYS_MANAGE, owner_id=key.created_by):
             raise NotFound()
-        if key.revoked_at is None:
-            key.revoked_at = datetime.now(UTC)
+        # Revoking a revoked key (or one another request is revoking right now) changes and records nothing.
+        if await keys.revoke(key.id, datetime.now(UTC)):
             # Before commit: the very next request with this key fails, whichever replica serves it.
             await self.revocations.revoke_api_key(key.id, key.expires_at)
             await self.audit.record(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
@@ -27,6 +26,7 @@ from tenants.models import Role
 from tenants.permissions import grants
 from tests.conftest import TestDatabase
 from tests.factories import Session, create_tenant
+from tests.locks import audit_head_held, waiting
 
 ROUNDS = 3
 
@@ -42,38 +42,6 @@ async def _upload(client: httpx.AsyncClient, session: Session) -> dict[str, str]
 async def _events(client: httpx.AsyncClient, session: Session, action: str) -> list[dict[str, object]]:
     r = await client.get("/v1/audit", params={"action": action}, headers=session.headers)
     return r.json()["items"]  # type: ignore[no-any-return]
-
-
-@contextlib.asynccontextmanager
-async def audit_head_held(test_db: TestDatabase, tenant_id: str) -> AsyncIterator[None]:
-    """Hold the tenant's audit head: every writer of an event waits behind it until the block ends."""
-    conn = await asyncpg.connect(test_db.dsn(test_db.owner_url))
-    try:
-        async with conn.transaction():
-            await conn.execute("SELECT 1 FROM audit_heads WHERE tenant_id = $1::uuid FOR UPDATE", tenant_id)
-            yield
-    finally:
-        await conn.close()
-
-
-async def waiting(owner_conn: asyncpg.Connection, n: int, *tasks: asyncio.Future[object]) -> None:
-    """Until `n` sessions of this database wait for a lock (or one of `tasks` ended early: say why)."""
-    for _ in range(600):
-        for t in tasks:
-            if t.done():
-                t.result()
-        count = await owner_conn.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND wait_event_type = 'Lock'"
-        )
-        if count >= n:
-            return
-        await asyncio.sleep(0.02)
-    rows = await owner_conn.fetch(
-        "SELECT state, wait_event_type, wait_event, left(query, 80) AS q FROM pg_stat_activity"
-        " WHERE datname = current_database()"
-    )
-    raise AssertionError(f"{n} sessions never waited for a lock: {[dict(r) for r in rows]}")
 
 
 def _pipeline(app: Litestar) -> ScanPipeline:
