@@ -59,6 +59,14 @@ class UploadRepository(TenantRepository[Upload]):
         )
         return result.scalar_one_or_none()
 
+    async def get_shared(self, upload_id: uuid.UUID) -> Upload | None:
+        """The upload, its row share-locked until commit: no delete or purge can take it (or its bytes) away
+        meanwhile, while a reader still may."""
+        result = await self.session.execute(
+            self.select().where(Upload.id == upload_id).with_for_update(read=True)
+        )
+        return result.scalar_one_or_none()
+
     async def remove(self, upload_id: uuid.UUID, states: Sequence[str] | None = None) -> str | None:
         """Compare-and-set delete (from one of `states`, or any): the storage key of the row it removed, None
         when another actor deleted or moved it first. It locks the row before anything else is written, as

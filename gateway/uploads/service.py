@@ -264,8 +264,11 @@ class UploadService:
             raise ValidationFailed("cursor is malformed") from None
         return UploadPage(items=[upload_out(u) for u in items], next_cursor=next_cursor)
 
-    async def visible(self, session: AsyncSession, principal: Principal, upload_id: uuid.UUID) -> Upload:
-        upload = await UploadRepository(session, principal.tenant_id).get(upload_id)
+    async def visible(
+        self, session: AsyncSession, principal: Principal, upload_id: uuid.UUID, *, shared: bool = False
+    ) -> Upload:
+        repo = UploadRepository(session, principal.tenant_id)
+        upload = await (repo.get_shared(upload_id) if shared else repo.get(upload_id))
         # Another owner's upload is answered like a missing one.
         if upload is None or not principal.may(Permission.UPLOADS_READ, owner_id=upload.owner_id):
             raise NotFound()
@@ -277,7 +280,9 @@ class UploadService:
     async def open_content(
         self, session: AsyncSession, principal: Principal, upload_id: uuid.UUID, ctx: AuditContext
     ) -> tuple[Upload, AsyncIterator[bytes]]:
-        upload = await self.visible(session, principal, upload_id)
+        # Share-locked until this transaction commits, and the content opened before that: a delete or purge
+        # committing right after cannot take the bytes from under the response (an open file stays readable).
+        upload = await self.visible(session, principal, upload_id, shared=True)
         if upload.state not in RELEASED or upload.purged_at is not None:
             raise NotClean("the file is only served once it has been scanned clean")
         await self.audit.record(
@@ -289,7 +294,7 @@ class UploadService:
             actor=principal.actor,
             target=Target("upload", str(upload.id)),
         )
-        return upload, self.store.read(upload.storage_key)
+        return upload, await _opened(self.store.read(upload.storage_key))
 
     async def retry_delivery(
         self, principal: Principal, upload_id: uuid.UUID, ctx: AuditContext
@@ -346,3 +351,25 @@ class UploadService:
             target=Target("upload", str(upload_id)),
         )
         after_commit(session, functools.partial(self.store.delete, key))
+
+
+async def _opened(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`chunks` with the first one already read, so the content is open now rather than when the response
+    starts (after commit)."""
+    try:
+        first = await anext(chunks)
+    except StopAsyncIteration:
+        first = b""
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            if first:
+                yield first
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                await close()  # a response cut short closes the file now, not when collected
+
+    return stream()

@@ -135,3 +135,31 @@ class _Abort(Exception):
 
 def _admin(tenant_id: str, user_id: str) -> Principal:
     return Principal(uuid.UUID(tenant_id), uuid.UUID(user_id), Role.ADMIN, grants(Role.ADMIN), via="jwt")
+
+
+async def test_download_racing_a_delete_gets_every_byte_or_a_clean_404(
+    racing_app: Litestar,
+    racing_client: httpx.AsyncClient,
+    owner_conn: asyncpg.Connection,
+    test_db: TestDatabase,
+) -> None:
+    t = await create_tenant(racing_client)  # type: ignore[arg-type]
+    pipeline = _pipeline(racing_app)
+    content = samples.png_bytes()
+    for _ in range(ROUNDS * 2):
+        u = await _upload(racing_client, t.admin)
+        assert getattr(await pipeline.run(uuid.UUID(t.id), uuid.UUID(u["id"])), "state", None) == "clean"
+        async with audit_head_held(test_db, t.id):
+            # The download has found the upload clean and queues for the head first; the delete follows.
+            download = asyncio.ensure_future(
+                racing_client.get(f"/v1/uploads/{u['id']}/content", headers=t.admin.headers)
+            )
+            await waiting(owner_conn, 1, download)
+            delete = asyncio.ensure_future(
+                racing_client.delete(f"/v1/uploads/{u['id']}", headers=t.admin.headers)
+            )
+            await waiting(owner_conn, 2, download, delete)
+        got, deleted = await asyncio.wait_for(asyncio.gather(download, delete), 30)
+        assert deleted.status_code == 204, deleted.text
+        assert got.status_code == 200, got.text  # it was clean and present when it was asked for
+        assert got.content == content
