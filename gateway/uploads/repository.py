@@ -27,10 +27,12 @@ class UploadRepository(TenantRepository[Upload]):
     async def add(self, obj: Upload) -> Upload:
         """Insert an upload; its `connection_id`, if any, must name a connection of this tenant."""
         if obj.connection_id is not None:
+            # Key-share locked until commit: a delete of the connection either committed before (refused
+            # here) or waits for this insert (and then sets its connection_id to NULL), never a 500 between.
             found = await self.session.execute(
-                select(Connection.id).where(
-                    Connection.tenant_id == self.tenant_id, Connection.id == obj.connection_id
-                )
+                select(Connection.id)
+                .where(Connection.tenant_id == self.tenant_id, Connection.id == obj.connection_id)
+                .with_for_update(read=True, key_share=True)
             )
             if found.scalar_one_or_none() is None:
                 raise UnknownConnection("connection_id does not name a connection of this tenant")

@@ -34,3 +34,35 @@ async def test_two_deletes_of_a_connection_at_once_record_one_event(
         "/v1/audit", params={"action": "connection.delete"}, headers=t.admin.headers
     )
     assert len(events.json()["items"]) == 1
+
+
+async def test_upload_naming_a_connection_deleted_meanwhile_is_refused_not_a_500(
+    racing_client: httpx.AsyncClient, owner_conn: asyncpg.Connection, test_db: TestDatabase
+) -> None:
+    t = await create_tenant(racing_client)  # type: ignore[arg-type]
+    created = await racing_client.post(
+        "/v1/connections",
+        json={"name": "here", "kind": "local", "config": {"base_path": "here"}},
+        headers=t.admin.headers,
+    )
+    connection_id = created.json()["id"]
+    deleter = await asyncpg.connect(test_db.dsn(test_db.owner_url))
+    try:
+        tx = deleter.transaction()
+        await tx.start()
+        await deleter.execute("DELETE FROM connections WHERE id = $1::uuid", connection_id)
+        upload = asyncio.ensure_future(
+            racing_client.post(
+                "/v1/uploads",
+                params={"connection_id": connection_id},
+                content=b"hello",
+                headers={**t.admin.headers, "Content-Type": "text/plain"},
+            )
+        )
+        await waiting(owner_conn, 1, upload)  # it waits for the delete's outcome
+        await tx.commit()
+    finally:
+        await deleter.close()
+    answer = await asyncio.wait_for(upload, 30)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["code"] == "unknown_connection"
