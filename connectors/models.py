@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint, func
+from sqlalchemy import ForeignKey, String, UniqueConstraint, delete, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenants.models import Base, TenantScoped
@@ -32,3 +32,14 @@ class Connection(TenantScoped, Base):
 
 class ConnectionRepository(TenantRepository[Connection]):
     model = Connection
+
+    async def remove(self, connection_id: uuid.UUID) -> str | None:
+        """Compare-and-set delete: the kind of the connection it removed, None when another request removed it
+        first (so only one delete is recorded). Its row (and, by the foreign key, its uploads' rows) are
+        locked before any audit event is appended."""
+        result = await self.session.execute(
+            delete(Connection)
+            .where(Connection.tenant_id == self.tenant_id, Connection.id == connection_id)
+            .returning(Connection.kind)
+        )
+        return result.scalar_one_or_none()

@@ -2,6 +2,8 @@
 
 Every transaction that touches tenant data starts with `set_config('app.tenant_id', …, true)`, the
 parameterisable form of `SET LOCAL`, so row-level security sees exactly one tenant and forgets it at commit.
+What cannot be rolled back (removing stored bytes) is registered with `after_commit` and runs once the
+transaction has committed.
 """
 
 from __future__ import annotations
@@ -17,16 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from gateway.settings import Settings
 
 log = structlog.get_logger("filegate.db")
-
-_AFTER_COMMIT = "filegate.after_commit"
-
-
-def after_commit(session: AsyncSession, effect: Callable[[], Awaitable[object]]) -> None:
-    """Run `effect` once the session's transaction has committed, never when it rolls back.
-
-    Only transactions opened by `Database.tenant` run them. An effect must be safe to lose (the process
-    may die right after the commit): it repeats or completes something already made durable."""
-    session.info.setdefault(_AFTER_COMMIT, []).append(effect)
 
 
 def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
@@ -67,11 +59,7 @@ class Database:
                 else:
                     await session.execute(_BIND_TENANT_ASYNC_COMMIT, {"tenant_id": str(tenant_id)})
                 yield session
-            for effect in session.info.pop(_AFTER_COMMIT, ()):
-                try:
-                    await effect()
-                except Exception as exc:  # the transaction committed: its caller must not see a failure
-                    log.warning("db.after_commit_failed", error=type(exc).__name__)
+            await _run_after_commit(session)
 
     async def tenant_for_slug(self, slug: str) -> uuid.UUID | None:
         return await self._lookup("SELECT filegate_tenant_for_slug(:v)", slug)
@@ -101,6 +89,29 @@ _BIND_TENANT_ASYNC_COMMIT = select(
     func.set_config("app.tenant_id", bindparam("tenant_id"), True),
     func.set_config("synchronous_commit", "off", True),
 )
+
+
+Effect = Callable[[], Awaitable[object]]
+_AFTER_COMMIT = "filegate.after_commit"
+
+
+def after_commit(session: AsyncSession, effect: Effect) -> None:
+    """Run `effect` once the session's transaction has committed, and never if it rolls back.
+
+    For what cannot be rolled back (removing stored bytes): done before the commit, a rollback would
+    leave a row whose file is gone. The boundary that owns the transaction (`Database.tenant`) runs
+    them, in order. A failing effect is logged, not raised: the act it follows is already committed.
+    """
+    session.info.setdefault(_AFTER_COMMIT, []).append(effect)
+
+
+async def _run_after_commit(session: AsyncSession) -> None:
+    effects: list[Effect] = session.info.pop(_AFTER_COMMIT, [])
+    for effect in effects:
+        try:
+            await effect()
+        except Exception as exc:
+            log.warning("db.after_commit_failed", effect=repr(effect), error=type(exc).__name__)
 
 
 async def bind_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> None:

@@ -99,7 +99,7 @@ async def _rewrap_connection(
             await session.execute(
                 select(Connection)
                 .where(Connection.tenant_id == tenant_id, Connection.id == connection_id)
-                .with_for_update()
+                .with_for_update(key_share=True)  # NO KEY UPDATE: uploads naming it need not wait
             )
         ).scalar_one_or_none()
         if connection is None:

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 import msgspec
-from sqlalchemy import Select, exists, func, select, tuple_, update
+from sqlalchemy import Select, exists, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -141,18 +141,37 @@ class UserRepository(TenantRepository[User]):
         )
         return result.scalar_one_or_none()
 
-    async def count_active_admins(self) -> int:
+    async def accept_totp_step(self, user_id: uuid.UUID, step: int) -> bool:
+        """Compare-and-set: record `step` as the user's last accepted TOTP step only if it is newer than the one
+        stored. Logins presenting the same code at once all read the old step; this lets exactly one of them
+        through, on every replica, whatever Redis holds."""
+        result = await self.session.execute(
+            update(User)
+            .where(User.tenant_id == self.tenant_id, User.id == user_id, User.totp_last_step < step)
+            .values(totp_last_step=step)
+            .returning(User.id)
+        )
+        return result.first() is not None
+
+    async def lock_active_admins(self) -> int:
+        """Lock the tenant's active admins, in id order, until commit; answers how many there are.
+
+        Taken before any other user row by every change that could take an admin away, so two of them
+        (two admins demoting or erasing each other) run one after the other, and the second counts what
+        the first left. The one order keeps them from deadlocking.
+        """
         stmt = (
-            select(func.count())
-            .select_from(User)
+            select(User.id)
             .where(
                 User.tenant_id == self.tenant_id,
                 User.role == Role.ADMIN.value,
                 User.disabled.is_(False),
                 User.erased_at.is_(None),
             )
+            .order_by(User.id)
+            .with_for_update()
         )
-        return int((await self.session.execute(stmt)).scalar_one())
+        return len((await self.session.execute(stmt)).all())
 
 
 class RefreshTokenRepository(TenantRepository[RefreshToken]):

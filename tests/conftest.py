@@ -13,7 +13,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
+from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
@@ -88,6 +90,39 @@ def settings(test_db: TestDatabase, tmp_path: Path) -> Settings:
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
     async with AsyncTestClient(app=create_app(settings)) as c:
+        yield c
+
+
+@pytest.fixture
+async def racing_app(settings: Settings) -> AsyncIterator[Litestar]:
+    """The app with its lifespan running on this test's event loop (its services in `app.state`)."""
+    app = create_app(settings)
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def serve() -> None:
+        # The lifespan's task group must be entered and left by one task; fixtures set up and tear down
+        # in different ones.
+        async with app.lifespan():
+            started.set()
+            await stop.wait()
+
+    server = asyncio.create_task(serve())
+    await asyncio.wait([server, asyncio.create_task(started.wait())], return_when=asyncio.FIRST_COMPLETED)
+    if server.done():
+        server.result()  # the lifespan failed: say why
+    try:
+        yield app
+    finally:
+        stop.set()
+        await server
+
+
+@pytest.fixture
+async def racing_client(racing_app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """A client whose requests really run at the same time: the app serves them on this event loop
+    (`AsyncTestClient` hands one request at a time to the app), on real database connections."""
+    transport = httpx.ASGITransport(app=racing_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c
 
 

@@ -205,12 +205,10 @@ class ConnectionService:
     async def delete(
         self, session: AsyncSession, principal: Principal, connection_id: uuid.UUID, ctx: AuditContext
     ) -> None:
-        connection = await self.load(session, principal.tenant_id, connection_id)
-        await session.delete(connection)
-        await session.flush()
-        await self._record(
-            session, principal, ctx, "connection.delete", connection_id, {"kind": connection.kind}
-        )
+        kind = await ConnectionRepository(session, principal.tenant_id).remove(connection_id)
+        if kind is None:
+            raise NotFound()
+        await self._record(session, principal, ctx, "connection.delete", connection_id, {"kind": kind})
 
     async def test(
         self, session: AsyncSession, principal: Principal, connection_id: uuid.UUID, ctx: AuditContext

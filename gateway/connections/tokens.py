@@ -56,7 +56,9 @@ async def refresh_one(
             await session.execute(
                 select(Connection)
                 .where(Connection.tenant_id == tenant_id, Connection.id == connection_id)
-                .with_for_update(skip_locked=True)
+                # NO KEY UPDATE: uploads naming this connection (which key-share lock it) need not wait for
+                # the provider's answer.
+                .with_for_update(skip_locked=True, key_share=True)
             )
         ).scalar_one_or_none()
         if connection is None:

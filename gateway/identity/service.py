@@ -180,8 +180,8 @@ class IdentityService:
         secret = self._totp_secret(tenant_id, user)
         step = totp.accepted_step(secret, code.strip(), last_step=user.totp_last_step) if secret else None
         if step is not None:
-            user.totp_last_step = step
-            return True
+            # What was read above may already be spent by a login running alongside: the database decides.
+            return await UserRepository(session, tenant_id).accept_totp_step(user.id, step)
         if totp.looks_like_recovery_code(code):
             return await RecoveryCodeRepository(session, tenant_id).consume(
                 user.id, totp.recovery_digest(code), datetime.now(UTC)
@@ -349,9 +349,8 @@ class IdentityService:
             raise Conflict("start enrollment first")
         secret = self._totp_secret(tenant_id, user)
         step = totp.accepted_step(secret, code.strip(), last_step=user.totp_last_step) if secret else None
-        if step is None:
+        if step is None or not await UserRepository(session, tenant_id).accept_totp_step(user.id, step):
             raise InvalidTotpCode("the code does not match; check the device clock")
-        user.totp_last_step = step
         user.totp_enabled = True
         codes = totp.new_recovery_codes()
         await RecoveryCodeRepository(session, tenant_id).replace(

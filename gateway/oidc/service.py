@@ -28,7 +28,7 @@ from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 from litestar.datastructures import Cookie
 from redis.asyncio import Redis
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -254,8 +254,14 @@ class OidcService:
         self, session: AsyncSession, principal: Principal, name: str, ctx: AuditContext
     ) -> None:
         provider = await self._provider(session, principal.tenant_id, name)
-        await session.delete(provider)
-        await session.flush()
+        # Compare-and-set: a delete running alongside finds nothing, and records nothing.
+        removed = await session.execute(
+            delete(IdentityProvider)
+            .where(IdentityProvider.tenant_id == principal.tenant_id, IdentityProvider.id == provider.id)
+            .returning(IdentityProvider.id)
+        )
+        if removed.scalar_one_or_none() is None:
+            raise NotFound()
         await self.audit.record(
             session,
             principal.tenant_id,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import uuid
@@ -26,6 +27,7 @@ from redis.exceptions import LockError
 from sqlalchemy import Table, bindparam, update
 
 from gateway.audit import AuditContext, Target
+from gateway.db import after_commit
 from gateway.errors import Conflict, NotFound
 from gateway.security.principal import Principal
 from gateway.tus import protocol
@@ -283,11 +285,7 @@ class TusService:
         self, principal: Principal, upload_id: uuid.UUID, storage_key: str
     ) -> NoReturn:
         """The upload is no longer where this PATCH started from (another replica, a deletion): say where."""
-        async with self.uploads.db.tenant(principal.tenant_id) as session:
-            upload = await UploadRepository(session, principal.tenant_id).get(upload_id)
-        if upload is None:
-            await self.uploads.store.delete(storage_key)  # deleted while this PATCH wrote: no orphan file
-            raise NotFound()
+        upload = await self._unless_gone(principal, upload_id, storage_key)
         if upload.state != UploadState.RECEIVING.value:
             raise OffsetMismatch("this upload is already complete")
         raise OffsetMismatch(f"Upload-Offset must be {await self._offset(upload)}")
@@ -308,33 +306,53 @@ class TusService:
         """The last byte arrived: make it one durable file, hash it and hand it to the scan pipeline under the
         same id (the quarantine transaction records the size)."""
         key = quarantine_key(principal.tenant_id, upload_id)
-        await self.uploads.store.seal(key)
-        # This process saw every byte in order: its running hash is the file's; otherwise read it back.
-        digest = running.hexdigest() if running is not None else await self.uploads.store.sha256(key)
-        await self.uploads.quarantine(
-            principal.tenant_id, upload_id, size=size, sha256=digest, ctx=ctx, actor_principal=principal
-        )
+        try:
+            await self.uploads.store.seal(key)
+            # This process saw every byte in order: its running hash is the file's; otherwise read it back.
+            digest = running.hexdigest() if running is not None else await self.uploads.store.sha256(key)
+            await self.uploads.quarantine(
+                principal.tenant_id, upload_id, size=size, sha256=digest, ctx=ctx, actor_principal=principal
+            )
+        except Exception:
+            # Deleted while the last bytes were written or sealed (which may have made the file anew): this
+            # PATCH's writes are over, so what it left is removed here, and the client hears 404.
+            await self._unless_gone(principal, upload_id, key)
+            raise
+
+    async def _unless_gone(self, principal: Principal, upload_id: uuid.UUID, storage_key: str) -> Upload:
+        """The upload's row, read after this request stopped writing; when it is gone, what this request stored
+        for it is removed (nobody else would) and NotFound raised."""
+        async with self.uploads.db.tenant(principal.tenant_id) as session:
+            upload = await UploadRepository(session, principal.tenant_id).get(upload_id)
+        if upload is None:
+            await self.uploads.store.delete(storage_key)
+            raise NotFound()
+        return upload
 
     async def terminate(self, principal: Principal, ctx: AuditContext, upload_id: uuid.UUID) -> None:
         self._known.pop(upload_id, None)
         upload = await self._receiving(principal, upload_id)
+        finished = Conflict("a finished upload is deleted with DELETE /v1/uploads/{id}")
         if upload.state != UploadState.RECEIVING.value:
-            raise Conflict("a finished upload is deleted with DELETE /v1/uploads/{id}")
+            raise finished
         async with self.uploads.db.tenant(principal.tenant_id) as session:
-            row = await UploadRepository(session, principal.tenant_id).get(upload_id)
-            if row is not None:
-                await session.delete(row)
-                await self.uploads.audit.record(
-                    session,
-                    principal.tenant_id,
-                    ctx,
-                    action="upload.delete",
-                    outcome="success",
-                    actor=principal.actor,
-                    target=Target("upload", str(upload_id)),
-                    details={"tus": "terminated"},
-                )
-        await self.uploads.store.delete(upload.storage_key)
+            repo = UploadRepository(session, principal.tenant_id)
+            # Compare-and-set, the row before the audit head (see UploadRepository.remove): an upload its last
+            # PATCH completed meanwhile is not terminated, and one deleted meanwhile is not deleted twice.
+            key = await repo.remove(upload_id, [UploadState.RECEIVING.value])
+            if key is None:
+                raise finished if await repo.get(upload_id) is not None else NotFound()
+            await self.uploads.audit.record(
+                session,
+                principal.tenant_id,
+                ctx,
+                action="upload.delete",
+                outcome="success",
+                actor=principal.actor,
+                target=Target("upload", str(upload_id)),
+                details={"tus": "terminated"},
+            )
+            after_commit(session, functools.partial(self.uploads.store.delete, key))
 
 
 async def _keep(lock: Any) -> None:

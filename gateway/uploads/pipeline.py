@@ -10,6 +10,7 @@ backoff; only after the budget is spent does the upload become `scan_failed`. No
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ from pathlib import Path
 import structlog
 
 from gateway.audit import Actor, AuditContext, AuditRecorder, Target
-from gateway.db import Database, tenant_ids
+from gateway.db import Database, after_commit, tenant_ids
 from gateway.jobs import DELIVER_UPLOAD, SCAN_UPLOAD, JobQueue, job_id
 from gateway.policy.schemas import Policy
 from gateway.policy.service import PolicyService
@@ -196,6 +197,8 @@ class ScanPipeline:
         database_version: str | None = None,
     ) -> Decided:
         now = datetime.now(UTC)
+        # Content that will never be released goes with its verdict (the row and its verdict stay).
+        purge = state is UploadState.INFECTED and policy.infected_action == "delete"
         async with self.db.tenant(tenant_id) as session:
             decided = await UploadRepository(session, tenant_id).transition(
                 upload.id,
@@ -207,9 +210,12 @@ class ScanPipeline:
                 signature=signature,
                 database_version=database_version,
                 scanned_at=now,
+                **({"purged_at": now} if purge else {}),
             )
             if decided is None:
                 return Decided(None)
+            if purge:
+                after_commit(session, functools.partial(self.store.delete, upload.storage_key))
             outbox = OutboxRepository(session, tenant_id)
             await outbox.done(upload.id, SCAN_UPLOAD, now)
             deliver = state is UploadState.CLEAN and upload.connection_id is not None
@@ -234,17 +240,7 @@ class ScanPipeline:
         log.info(
             "upload.verdict", upload_id=str(upload.id), state=state.value, reason=reason, signature=signature
         )
-        if state is UploadState.INFECTED and policy.infected_action == "delete":
-            await self.purge(tenant_id, upload.id, upload.storage_key)
         return Decided(state.value, deliver=deliver)
-
-    async def purge(self, tenant_id: uuid.UUID, upload_id: uuid.UUID, key: str) -> None:
-        """Remove the content of an upload that will never be released; the row (and its verdict) stays."""
-        await self.store.delete(key)
-        async with self.db.tenant(tenant_id) as session:
-            upload = await UploadRepository(session, tenant_id).get(upload_id)
-            if upload is not None:
-                upload.purged_at = datetime.now(UTC)
 
 
 async def reconcile(db: Database, queue: JobQueue, *, grace: float) -> int:
@@ -277,16 +273,16 @@ async def retention(db: Database, store: QuarantineStore, policy_service: Policy
             repo = UploadRepository(session, tenant_id)
             policy = await policy_service.get(session, tenant_id)
             before = now - timedelta(days=policy.retention_days)
-            stale = await repo.purgeable(
-                [UploadState.INFECTED.value, UploadState.REJECTED.value, UploadState.SCAN_FAILED.value],
-                before,
-            )
-            for upload in stale:
-                await store.delete(upload.storage_key)
-                upload.purged_at = now
-                purged += 1
-            for upload in await repo.expired_receiving(now):
-                await store.delete(upload.storage_key)
-                await session.delete(upload)
-                purged += 1
+            # The rows change first; their bytes go once that committed (a rollback keeps both).
+            keys = [
+                *await repo.mark_purged(
+                    [UploadState.INFECTED.value, UploadState.REJECTED.value, UploadState.SCAN_FAILED.value],
+                    before,
+                    now,
+                ),
+                *await repo.remove_expired(now),
+            ]
+            for key in keys:
+                after_commit(session, functools.partial(store.delete, key))
+            purged += len(keys)
     return purged

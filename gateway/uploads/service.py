@@ -7,6 +7,7 @@ the reconciler re-enqueues it if that enqueue is lost).
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from connectors.base import InvalidKey
 from connectors.paths import check_relative
 from gateway.audit import AuditContext, AuditRecorder, Target
-from gateway.db import Database
+from gateway.db import Database, after_commit
 from gateway.errors import FilegateError, NotFound, ValidationFailed
 from gateway.jobs import DELIVER_UPLOAD, SCAN_UPLOAD, JobQueue, job_id
 from gateway.policy.schemas import Policy
@@ -235,11 +236,9 @@ class UploadService:
             log.warning("uploads.enqueue_failed", upload_id=str(upload_id), error=type(exc).__name__)
 
     async def _abandon(self, tenant_id: uuid.UUID, upload_id: uuid.UUID) -> None:
-        await self.store.delete(quarantine_key(tenant_id, upload_id))
         async with self.db.tenant(tenant_id) as session:
-            upload = await UploadRepository(session, tenant_id).get(upload_id)
-            if upload is not None:
-                await session.delete(upload)
+            await UploadRepository(session, tenant_id).remove(upload_id)
+            after_commit(session, functools.partial(self.store.delete, quarantine_key(tenant_id, upload_id)))
 
     # --- reading -------------------------------------------------------------------------------------
     def _owner_filter(self, principal: Principal) -> uuid.UUID | None:
@@ -265,8 +264,11 @@ class UploadService:
             raise ValidationFailed("cursor is malformed") from None
         return UploadPage(items=[upload_out(u) for u in items], next_cursor=next_cursor)
 
-    async def visible(self, session: AsyncSession, principal: Principal, upload_id: uuid.UUID) -> Upload:
-        upload = await UploadRepository(session, principal.tenant_id).get(upload_id)
+    async def visible(
+        self, session: AsyncSession, principal: Principal, upload_id: uuid.UUID, *, shared: bool = False
+    ) -> Upload:
+        repo = UploadRepository(session, principal.tenant_id)
+        upload = await (repo.get_shared(upload_id) if shared else repo.get(upload_id))
         # Another owner's upload is answered like a missing one.
         if upload is None or not principal.may(Permission.UPLOADS_READ, owner_id=upload.owner_id):
             raise NotFound()
@@ -278,7 +280,9 @@ class UploadService:
     async def open_content(
         self, session: AsyncSession, principal: Principal, upload_id: uuid.UUID, ctx: AuditContext
     ) -> tuple[Upload, AsyncIterator[bytes]]:
-        upload = await self.visible(session, principal, upload_id)
+        # Share-locked until this transaction commits, and the content opened before that: a delete or purge
+        # committing right after cannot take the bytes from under the response (an open file stays readable).
+        upload = await self.visible(session, principal, upload_id, shared=True)
         if upload.state not in RELEASED or upload.purged_at is not None:
             raise NotClean("the file is only served once it has been scanned clean")
         await self.audit.record(
@@ -290,7 +294,7 @@ class UploadService:
             actor=principal.actor,
             target=Target("upload", str(upload.id)),
         )
-        return upload, self.store.read(upload.storage_key)
+        return upload, await _opened(self.store.read(upload.storage_key))
 
     async def retry_delivery(
         self, principal: Principal, upload_id: uuid.UUID, ctx: AuditContext
@@ -332,7 +336,11 @@ class UploadService:
         upload = await self.visible(session, principal, upload_id)
         if not principal.may(Permission.UPLOADS_DELETE, owner_id=upload.owner_id):
             raise NotFound()
-        await session.delete(upload)
+        # A compare-and-set that takes the row lock before the audit head's (the order every path keeps): a
+        # second delete running alongside finds nothing and records nothing.
+        key = await UploadRepository(session, principal.tenant_id).remove(upload_id)
+        if key is None:
+            raise NotFound()
         await self.audit.record(
             session,
             principal.tenant_id,
@@ -340,7 +348,28 @@ class UploadService:
             action="upload.delete",
             outcome="success",
             actor=principal.actor,
-            target=Target("upload", str(upload.id)),
+            target=Target("upload", str(upload_id)),
         )
-        await session.flush()
-        await self.store.delete(upload.storage_key)
+        after_commit(session, functools.partial(self.store.delete, key))
+
+
+async def _opened(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`chunks` with the first one already read, so the content is open now rather than when the response
+    starts (after commit)."""
+    try:
+        first = await anext(chunks)
+    except StopAsyncIteration:
+        first = b""
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            if first:
+                yield first
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                await close()  # a response cut short closes the file now, not when collected
+
+    return stream()

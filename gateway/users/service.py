@@ -104,6 +104,7 @@ class UserService:
         ctx: AuditContext,
     ) -> UserOut:
         users = UserRepository(session, principal.tenant_id)
+        admins = await users.lock_active_admins()  # before the user's row: see lock_active_admins
         user = await users.lock(user_id)
         if user is None:
             raise NotFound()
@@ -119,7 +120,7 @@ class UserService:
             and not user.disabled
             and (("role" in changes) or changes.get("disabled", {}).get("to") is True)
         )
-        if loses_admin and await users.count_active_admins() <= 1:
+        if loses_admin and admins <= 1:
             raise Conflict("the tenant's last active admin cannot be demoted or disabled")
         if "role" in changes:
             user.role = str(changes["role"]["to"])
@@ -145,10 +146,11 @@ class UserService:
     ) -> None:
         """Remove personal data; the id stays as a pseudonym in the audit log."""
         users = UserRepository(session, principal.tenant_id)
+        admins = await users.lock_active_admins()  # before the user's row: see lock_active_admins
         user = await users.lock(user_id)
         if user is None:
             raise NotFound()
-        if user.role == Role.ADMIN.value and not user.disabled and await users.count_active_admins() <= 1:
+        if user.role == Role.ADMIN.value and not user.disabled and admins <= 1:
             raise Conflict("the tenant's last active admin cannot be deleted")
         now = datetime.now(UTC)
         user.email = None

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import asyncpg
+
 from gateway.audit import AuditRecorder
 from gateway.db import Database, create_engine
 from gateway.policy.service import PolicyService
@@ -9,6 +13,7 @@ from gateway.uploads.pipeline import retention
 from gateway.uploads.quarantine import LocalQuarantine
 from scanning import samples
 from tests.factories import create_tenant
+from tests.locks import waiting
 
 TUS = {"Tus-Resumable": "1.0.0"}
 
@@ -82,3 +87,35 @@ async def test_retention_purges_rejected_content_but_keeps_the_verdict(
     assert kept["reason"]
     # Clean content is never purged by retention.
     assert (settings.quarantine_root / t.id / clean.json()["id"]).exists()
+
+
+async def test_retention_racing_a_delete_keeps_the_bytes_until_it_commits_and_does_not_fail(
+    client, settings, run_worker, owner_conn, test_db
+) -> None:
+    t = await create_tenant(client)
+    await client.put(
+        "/v1/policy", json={"allowed_types": ["image/*"], "retention_days": 1}, headers=t.admin.headers
+    )
+    r = await client.post(
+        "/v1/uploads", files={"file": ("evil.png", samples.elf_bytes(), "image/png")}, headers=t.admin.headers
+    )
+    upload_id = r.json()["id"]
+    await run_worker()
+    await owner_conn.execute(
+        "UPDATE uploads SET updated_at = now() - interval '2 days' WHERE tenant_id = $1::uuid", t.id
+    )
+    stored = settings.quarantine_root / t.id / upload_id
+    # Another actor (a delete) holds the row while retention runs; the delete then commits.
+    deleter = await asyncpg.connect(test_db.dsn(test_db.owner_url))
+    try:
+        tx = deleter.transaction()
+        await tx.start()
+        await deleter.execute("SELECT 1 FROM uploads WHERE id = $1::uuid FOR UPDATE", upload_id)
+        purge = asyncio.ensure_future(_retention(settings))
+        await waiting(owner_conn, 1, purge)
+        assert stored.exists(), "retention removed the bytes before its transaction committed"
+        await deleter.execute("DELETE FROM uploads WHERE id = $1::uuid", upload_id)
+        await tx.commit()
+    finally:
+        await deleter.close()
+    assert await asyncio.wait_for(purge, 30) == 0  # nothing left for it to purge, and no error
