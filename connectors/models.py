@@ -32,3 +32,7 @@ class Connection(TenantScoped, Base):
 
 class ConnectionRepository(TenantRepository[Connection]):
     model = Connection
+
+    async def of_kind(self, kind: str) -> list[Connection]:
+        result = await self.session.execute(self.select().where(Connection.kind == kind))
+        return list(result.scalars())
