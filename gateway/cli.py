@@ -298,7 +298,7 @@ def jwt_rotate(keyring: Path | None) -> None:
 
     Gateways read the ring at start: roll them after rotating.
     """
-    from gateway.keys import keyring_path
+    from gateway.keys import keyring_path, private_keys_dir
     from tenants.tokens import KeyRing, KeyRingError
 
     settings = Settings.from_env()
@@ -309,6 +309,7 @@ def jwt_rotate(keyring: Path | None) -> None:
         if path.exists():
             _fail(f"cannot read the key ring at {path}")
         ring = KeyRing.generate()
+    private_keys_dir(settings, path)
     ring.save(path)
     click.echo(
         f"filegate: signing key {ring.current.kid} is current; {len(ring.keys)} key(s) in {path}", err=True

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from connectors.credentials import CredentialManager, LocalKeyRing
 from connectors.credentials import KeyRingError as CredentialKeyRingError
+from connectors.private_files import private_root
 from gateway.settings import Settings, SettingsError
 from tenants.tokens import KeyRing, KeyRingError
 
@@ -25,6 +26,7 @@ def load_keyring(settings: Settings) -> KeyRing:
                 "FILEGATE_JWT_KEYRING must name a readable key ring (create one with `filegate jwt rotate`)"
             ) from None
     ring = KeyRing.generate()
+    private_keys_dir(settings, path)
     ring.save(path)
     return ring
 
@@ -43,9 +45,17 @@ def load_credentials(settings: Settings) -> CredentialManager:
             )
         path = credential_keyring_path(settings)
         if not path.exists():
+            private_keys_dir(settings, path)
             LocalKeyRing.generate().save(path)
         source = str(path)
     try:
         return CredentialManager(LocalKeyRing.load(source))
     except CredentialKeyRingError as exc:
         raise SettingsError(f"FILEGATE_KEYRING: {exc}") from None
+
+
+def private_keys_dir(settings: Settings, path: Path) -> None:
+    """The data dir's `keys/` is 0700 (a ring elsewhere lives in a directory the operator chose)."""
+    keys = settings.server.data_dir / "keys"
+    if path.parent == keys:
+        private_root(keys)

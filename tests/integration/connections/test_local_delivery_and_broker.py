@@ -369,3 +369,35 @@ async def test_symlink_inside_a_local_root_does_not_reach_another_tenant(
         r = await client.delete(f"{base}/{key}", headers=h)
         assert r.status_code in (400, 404), (key, r.status_code)
     assert secret.read_bytes() == png
+
+
+async def test_directories_the_gateway_creates_under_the_data_dir_are_private(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    settings: Settings,
+    run_worker: RunWorker,
+) -> None:
+    import os
+    import stat
+
+    previous = os.umask(0o022)  # the usual umask: what mkdir gives without an explicit mode is 0755
+    try:
+        tenant = await create_tenant(client)
+        conn = await create_connection(client, tenant, config={"base_path": "media/deep"})
+        created = await upload(
+            client, tenant, samples.png_bytes(), "p.png", "image/png", connection_id=conn["id"], path="a/b"
+        )
+        await run_worker()
+        assert (await state_of(client, tenant, created["id"]))["state"] == "delivered"
+    finally:
+        os.umask(previous)
+    data = settings.server.data_dir.resolve()
+    checked = 0
+    for top in ("quarantine", "storage", "keys"):
+        root = data / top
+        assert root.is_dir(), top
+        for path in [root, *root.rglob("*")]:
+            mode = stat.S_IMODE(path.lstat().st_mode)
+            expected = 0o700 if path.is_dir() else 0o600
+            assert mode == expected, (str(path.relative_to(data)), oct(mode))
+            checked += 1
+    assert checked > 8
