@@ -70,6 +70,13 @@ def check_relative(key: str, *, prefix: bool = False) -> str:
     return key
 
 
+def check_segment(name: str) -> str:
+    """`name` if it is one safe key segment (a file name inside a folder); else InvalidKey."""
+    if "/" in name:
+        raise _refuse("a name cannot contain '/'")
+    return check_relative(name)
+
+
 def normalize_base(base: str | None) -> str:
     """A connection's configured base path as `a/b/` (or empty); refused like a key if unsafe."""
     base = (base or "").strip("/")
@@ -95,8 +102,11 @@ class ObjectRoot:
         return f"{self.tenant_id}/{self.base}"
 
     def key(self, relative: str) -> str:
-        """The full key of a client key; InvalidKey if it could leave the root."""
-        return self.prefix + check_relative(relative)
+        """The full key of a client key; InvalidKey if it could leave the root or is longer than stores take."""
+        full = self.prefix + check_relative(relative)
+        if len(full.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+            raise _refuse("longer than 1024 bytes with the connection's root")
+        return full
 
     def listing_prefix(self, relative: str) -> str:
         return self.prefix + check_relative(relative, prefix=True)
