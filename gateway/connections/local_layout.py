@@ -10,7 +10,8 @@ planned again from its new place (which an old root of another tenant may contai
 to the deepest old root that holds it (a tenant's root nested inside another's belongs to the nested one),
 renamed on its own (same file system: atomic), and never over an existing file: such a conflict is
 reported and left for the operator, and the journal stays until it is resolved. Files under no current
-connection's old root are moved to `<storage>/.unclaimed/`, out of every tenant's reach. When every file is
+connection's old root are left where they are when they lie in a connection's new root (written by this
+version before the step ran) and are otherwise moved to `<storage>/.unclaimed/`, out of every tenant's reach. When every file is
 where it belongs, empty directories are removed and the layout marker is written; from then on the step is
 a no-op.
 """
@@ -88,7 +89,8 @@ def plan(storage: Path, roots: list[LocalRoot]) -> list[tuple[str, str]]:
             rel = path.relative_to(storage).as_posix()
             owner = next((r for r in deepest_first if rel.startswith(r.old + "/")), None)
             if owner is None:
-                moves.append((rel, f"{UNCLAIMED}/{rel}"))
+                if not any(rel.startswith(r.new + "/") for r in roots):
+                    moves.append((rel, f"{UNCLAIMED}/{rel}"))  # else: already where the new layout has it
             elif owner.old != owner.new:
                 moves.append((rel, owner.new + rel[len(owner.old) :]))
     return moves

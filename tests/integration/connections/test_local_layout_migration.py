@@ -93,3 +93,53 @@ async def test_a_killed_migration_resumes_from_its_journal(
     assert (storage / two.id / one.id / "b.txt").read_bytes() == b"two's"
     assert not (storage / local_layout.JOURNAL).exists()
     assert (storage / LAYOUT_MARKER).exists()
+
+
+async def test_filegate_migrate_moves_the_old_layout_and_a_rerun_is_a_no_op(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    settings: Settings,
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    storage = settings.server.data_dir.resolve() / "storage"
+    tenant = await create_tenant(client)
+    await create_connection(client, tenant, config={"base_path": "media"})
+    _put(storage / "media" / tenant.id / "a.txt", b"a")
+    assert settings.database.url and settings.database.migrate_url
+    env = {
+        **os.environ,
+        "FILEGATE_DATA_DIR": str(settings.server.data_dir),
+        "FILEGATE_DATABASE_URL": settings.database.url,
+        "FILEGATE_MIGRATE_DATABASE_URL": settings.database.migrate_url,
+    }
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gateway.cli", *args], env=env, capture_output=True, text=True, timeout=120
+        )
+
+    first = run("migrate")
+    assert first.returncode == 0, first.stderr
+    assert "1 object(s) moved" in first.stderr
+    assert (storage / tenant.id / "media" / "a.txt").read_bytes() == b"a"
+    again = run("storage", "migrate-local")
+    assert again.returncode == 0, again.stderr
+    assert "moved" not in again.stderr
+
+
+async def test_a_taken_destination_is_reported_and_nothing_is_overwritten(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    settings: Settings,
+) -> None:
+    storage = settings.server.data_dir.resolve() / "storage"
+    tenant = await create_tenant(client)
+    await create_connection(client, tenant, config={"base_path": "media"})
+    _put(storage / "media" / tenant.id / "a.txt", b"old layout")
+    _put(storage / tenant.id / "media" / "a.txt", b"written since")
+    report = local_layout.migrate_local_storage(storage, await _roots(settings))
+    assert report.conflicts == [f"media/{tenant.id}/a.txt"] and report.moved == 0
+    assert (storage / "media" / tenant.id / "a.txt").read_bytes() == b"old layout"
+    assert (storage / tenant.id / "media" / "a.txt").read_bytes() == b"written since"
+    assert (storage / local_layout.JOURNAL).exists() and not (storage / LAYOUT_MARKER).exists()
