@@ -25,7 +25,8 @@ def private_root(root: Path) -> Path:
         os.mkdir(root, DIR_MODE)
     st = os.stat(root)
     if st.st_mode & 0o077 and st.st_uid == os.geteuid():
-        os.chmod(root, DIR_MODE)
+        with contextlib.suppress(OSError):  # a read-only mount: left to the operator
+            os.chmod(root, DIR_MODE)
     return root
 
 

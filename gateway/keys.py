@@ -18,6 +18,8 @@ def keyring_path(settings: Settings) -> Path:
 def load_keyring(settings: Settings) -> KeyRing:
     """The ring from FILEGATE_JWT_KEYRING; embedded mode generates one on first run, production refuses."""
     path = keyring_path(settings)
+    if path.exists():
+        private_keys_dir(settings, path)
     try:
         return KeyRing.load(path)
     except KeyRingError:
@@ -44,8 +46,8 @@ def load_credentials(settings: Settings) -> CredentialManager:
                 "FILEGATE_KEYRING is required in production (create it with `filegate keys rotate`)"
             )
         path = credential_keyring_path(settings)
+        private_keys_dir(settings, path)
         if not path.exists():
-            private_keys_dir(settings, path)
             LocalKeyRing.generate().save(path)
         source = str(path)
     try:
@@ -55,7 +57,8 @@ def load_credentials(settings: Settings) -> CredentialManager:
 
 
 def private_keys_dir(settings: Settings, path: Path) -> None:
-    """The data dir's `keys/` is 0700 (a ring elsewhere lives in a directory the operator chose)."""
+    """The data dir's `keys/` is 0700, created so or tightened (a ring elsewhere lives in a directory the
+    operator chose)."""
     keys = settings.server.data_dir / "keys"
     if path.parent == keys:
         private_root(keys)

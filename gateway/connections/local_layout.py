@@ -10,10 +10,10 @@ planned again from its new place (which an old root of another tenant may contai
 to the deepest old root that holds it (a tenant's root nested inside another's belongs to the nested one),
 renamed on its own (same file system: atomic), and never over an existing file: such a conflict is
 reported and left for the operator, and the journal stays until it is resolved. Files under no current
-connection's old root are left where they are when they lie in a connection's new root (written by this
-version before the step ran) and are otherwise moved to `<storage>/.unclaimed/`, out of every tenant's reach. When every file is
-where it belongs, empty directories are removed and the layout marker is written; from then on the step is
-a no-op.
+connection's old root stay where they are when they lie in a connection's new root (written by this
+version before the step ran), and otherwise move to `<storage>/.unclaimed/`, out of every tenant's reach.
+When every file is where it belongs, empty directories are removed and the layout marker is written;
+from then on the step is a no-op.
 """
 
 from __future__ import annotations
