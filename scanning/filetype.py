@@ -25,6 +25,7 @@ from __future__ import annotations
 import codecs
 import re
 import threading
+import unicodedata
 import xml.parsers.expat
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -317,7 +318,7 @@ def extension_mismatch(filename: str, detected: str) -> str | None:
     stem, dot, extension = filename.rpartition(".")
     if not dot or not stem:
         return None
-    extension = extension.lower()
+    extension = unicodedata.normalize("NFKC", extension).lower()
     kinds = _ACTIVE_EXTENSIONS.get(extension)
     if kinds is None or _essence(detected) in kinds:
         return None

@@ -542,6 +542,7 @@ TEXT = b"just words <b onmouseover=alert(1)>hover</b>\n"
     [
         "a.html",
         "a.HTM",
+        "a.\uff48\uff54\uff4d\uff4c",  # fullwidth letters
         "a.js",
         "a.mjs",
         "a.ps1",
