@@ -31,9 +31,8 @@ from connectors.schemas import (
 
 @dataclass(frozen=True, slots=True)
 class Endpoints:
-    local_root: (
-        Path  # `<data>/storage`: a local connection's objects live in `<tenant_id>/<base_path>/` under it
-    )
+    # `<data>/storage`: a local connection's objects live in `<tenant_id>/<base_path>/` under it.
+    local_root: Path
     login_url: str = "https://login.microsoftonline.com"
     graph_url: str = "https://graph.microsoft.com"
     instagram_url: str = "https://graph.instagram.com"

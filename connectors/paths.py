@@ -1,11 +1,13 @@
 """Confining client-supplied object keys to a tenant's root inside a connection.
 
 A full key is `<tenant_id>/<base>/<key>`: the tenant's id first (every store is prefixed by tenant id),
-then the connection's base path (S3/Azure `prefix`, SharePoint `folder`), then the client's key. The
+then the connection's base path (S3/Azure `prefix`, SharePoint `folder`, local `base_path`), then the
+client's key; whatever a base path names, it stays inside its tenant's prefix. The
 client's key is refused, not repaired, when any reading of it could step outside: `.` or `..` segments,
 absolute or empty segments, backslashes, control or bidi characters, and the same hidden behind
 percent-encoding (any number of layers) or Unicode compatibility forms (fullwidth dots and slashes, the
-two-dot leader...). One function decides, so every route and every connector agrees.
+two-dot leader...). One function decides, so every route and every connector agrees, and upload file
+names are made to pass it at ingest (`check_segment`, `gateway/uploads/filenames.py`).
 """
 
 from __future__ import annotations

@@ -40,9 +40,8 @@ class _Schema(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defa
 
 # --- local --------------------------------------------------------------------------------------------
 class LocalConfig(_Schema, frozen=True):
-    base_path: (
-        ShortText  # a folder inside the tenant's own directory (`<data>/storage/<tenant_id>/<base_path>`)
-    )
+    # A folder inside the tenant's own directory: `<data>/storage/<tenant_id>/<base_path>`.
+    base_path: ShortText
 
 
 class LocalSecrets(_Schema, frozen=True):
