@@ -11,7 +11,11 @@ from connectors.paths import check_segment
 
 MAX_BYTES = 200  # leaves room for suffixes within common 255-byte file name limits
 FALLBACK = "upload"
-_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9]|conin\$|conout\$)(\..*)?$", re.IGNORECASE)
+_RESERVED = re.compile(
+    r"^(con|prn|aux|nul|com[0-9]|lpt[0-9]|conin\$|conout\$|desktop\.ini)(\..*)?$", re.IGNORECASE
+)
+# SharePoint and OneDrive also refuse `_vti_` anywhere in a name and names starting with `~$`.
+_SHAREPOINT_REFUSED = re.compile(r"_vti_|^~\$", re.IGNORECASE)
 _UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]')
 
 
@@ -55,6 +59,7 @@ def _clean(name: str) -> str:
         return FALLBACK
     if _RESERVED.match(name):
         name = "_" + name
+    name = _SHAREPOINT_REFUSED.sub(lambda m: "~_" if m.group() == "~$" else m.group()[:4] + "-", name)
     return unicodedata.normalize("NFC", _truncate(name))
 
 

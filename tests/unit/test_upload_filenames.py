@@ -75,3 +75,16 @@ def test_a_renamed_name_still_fits_and_passes() -> None:
         assert renamed.endswith(".txt")
         assert len(renamed.encode()) <= filenames.MAX_BYTES
         assert check_segment(renamed) == renamed
+
+
+@pytest.mark.parametrize(
+    ("name", "stored"),
+    [
+        ("a_vti_b.png", "a_vti-b.png"),
+        ("X_VTI_.txt", "X_VTI-.txt"),
+        ("~$doc.docx", "~_doc.docx"),
+        ("desktop.ini", "_desktop.ini"),
+    ],
+)
+def test_names_sharepoint_refuses_are_made_safe_too(name: str, stored: str) -> None:
+    assert filenames.sanitize(name) == stored
