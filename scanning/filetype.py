@@ -196,6 +196,7 @@ _SAFE_EXTENSIONS = {
     "application/zip": "zip",
     "application/gzip": "gz",
 }
+SAFE_EXTENSION_MAX = max(len(e) for e in (*_SAFE_EXTENSIONS.values(), "txt", "bin"))
 _DANGEROUS_URLS = ("javascript:", "vbscript:", "data:text/html", "data:application/xhtml", "data:text/xml")
 _DANGEROUS_SVG_URL = "data:image/svg+xml"
 

@@ -60,9 +60,10 @@ class NotClean(FilegateError):
     title = "File is not released"
 
 
-# A delivery key is `<path>/<filename>`; a file name is at most filenames.MAX_BYTES, so a path this long
-# always leaves room for it within the connectors' key limit.
-MAX_PATH_BYTES = MAX_KEY_BYTES - 1 - filenames.MAX_BYTES
+# A delivery key is `<tenant_id>/<path>/<filename>`; a file name is at most filenames.MAX_BYTES, so a
+# path this long always leaves room for it within the stores' key limit (a connection's base path too is
+# checked when the upload names the connection: `destinations.check_destination`).
+MAX_PATH_BYTES = MAX_KEY_BYTES - len(f"{uuid.UUID(int=0)}/") - 1 - filenames.MAX_BYTES
 
 
 def checked_path(path: str | None) -> str | None:

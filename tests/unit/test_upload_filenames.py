@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -64,7 +66,7 @@ def test_a_delivery_path_leaves_room_for_any_name() -> None:
     path = checked_path("p" * MAX_PATH_BYTES)
     assert path is not None
     assert check_relative(f"{path}/{longest_name}")
-    assert len(f"{path}/{longest_name}".encode()) <= MAX_KEY_BYTES
+    assert len(f"{uuid.uuid4()}/{path}/{longest_name}".encode()) <= MAX_KEY_BYTES
     with pytest.raises(ValidationFailed):
         checked_path("p" * (MAX_PATH_BYTES + 1))
 

@@ -491,3 +491,30 @@ async def test_a_delivery_path_with_no_room_for_the_name_is_refused_at_ingest(
     )
     assert r.status_code == 400 and r.json()["code"] == "validation_failed", r.text
     assert (await client.get("/v1/uploads", headers=h)).json()["items"] == []
+
+
+async def test_a_path_with_no_room_under_the_connections_base_is_refused_at_ingest(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    run_worker: RunWorker,
+) -> None:
+    tenant = await create_tenant(client)
+    conn = await create_connection(client, tenant, config={"base_path": "/".join(["b" * 99] * 5)})
+    h = tenant.admin.headers
+    path = "/".join(["d" * 99] * 4)  # fits alone; with the 499-byte base and a 100-byte name, over 1024
+    r = await client.post(
+        "/v1/uploads",
+        params={"connection_id": conn["id"], "path": path},
+        content=samples.png_bytes(),
+        headers={
+            **h,
+            "Content-Type": "image/png",
+            "Content-Disposition": f'attachment; filename="{"n" * 96}.png"',
+        },
+    )
+    assert r.status_code == 400 and r.json()["code"] == "validation_failed", r.text
+    # A short name under the same path still fits: refused only when it would not.
+    created = await upload(
+        client, tenant, samples.png_bytes(), "a.png", "image/png", connection_id=conn["id"], path=path
+    )
+    await run_worker()
+    assert (await state_of(client, tenant, created["id"]))["state"] == "delivered"
