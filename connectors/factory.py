@@ -16,6 +16,7 @@ from pathlib import Path
 from connectors.base import Connector, Publisher
 from connectors.endpoints import check_endpoint
 from connectors.outbound import Outbound
+from connectors.paths import ObjectRoot
 from connectors.schemas import (
     AzureBlobConfig,
     AzureBlobSecrets,
@@ -33,7 +34,8 @@ from connectors.schemas import (
 
 @dataclass(frozen=True, slots=True)
 class Endpoints:
-    local_root: Path  # `<data>/storage`: every local connection's base_path lives under it
+    # `<data>/storage`: a local connection's objects live in `<tenant_id>/<base_path>/` under it.
+    local_root: Path
     login_url: str = "https://login.microsoftonline.com"
     graph_url: str = "https://graph.microsoft.com"
     instagram_url: str = "https://graph.instagram.com"
@@ -56,14 +58,18 @@ class Endpoints:
         return self.tenant_outbound().trusting()
 
 
-def open_connector(config: Config, secrets: Secrets, endpoints: Endpoints) -> Connector | Publisher:
-    """The connector for one connection. Raises ConnectorError for an endpoint that is not allowed."""
-    match config, secrets:
-        case LocalConfig(base_path=base_path), _:
-            from connectors.local import LocalConnector
-            from connectors.paths import normalize_base
+def open_connector(
+    config: Config, secrets: Secrets, endpoints: Endpoints, root: ObjectRoot
+) -> Connector | Publisher:
+    """The connector for one connection whose objects live in `root` (the tenant's id first).
 
-            return LocalConnector(endpoints.local_root / normalize_base(base_path))
+    Raises ConnectorError for an endpoint that is not allowed.
+    """
+    match config, secrets:
+        case LocalConfig(), _:
+            from connectors.local import LocalConnector
+
+            return LocalConnector(endpoints.local_root, root)
         case S3Config(), S3Secrets():
             from connectors.s3 import S3Connector
 

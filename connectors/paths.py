@@ -1,11 +1,13 @@
 """Confining client-supplied object keys to a tenant's root inside a connection.
 
 A full key is `<tenant_id>/<base>/<key>`: the tenant's id first (every store is prefixed by tenant id),
-then the connection's base path (S3/Azure `prefix`, SharePoint `folder`), then the client's key. The
+then the connection's base path (S3/Azure `prefix`, SharePoint `folder`, local `base_path`), then the
+client's key; whatever a base path names, it stays inside its tenant's prefix. The
 client's key is refused, not repaired, when any reading of it could step outside: `.` or `..` segments,
 absolute or empty segments, backslashes, control or bidi characters, and the same hidden behind
 percent-encoding (any number of layers) or Unicode compatibility forms (fullwidth dots and slashes, the
-two-dot leader...). One function decides, so every route and every connector agrees.
+two-dot leader...). One function decides, so every route and every connector agrees, and upload file
+names are made to pass it at ingest (`check_segment`, `gateway/uploads/filenames.py`).
 """
 
 from __future__ import annotations
@@ -70,6 +72,13 @@ def check_relative(key: str, *, prefix: bool = False) -> str:
     return key
 
 
+def check_segment(name: str) -> str:
+    """`name` if it is one safe key segment (a file name inside a folder); else InvalidKey."""
+    if "/" in name:
+        raise _refuse("a name cannot contain '/'")
+    return check_relative(name)
+
+
 def normalize_base(base: str | None) -> str:
     """A connection's configured base path as `a/b/` (or empty); refused like a key if unsafe."""
     base = (base or "").strip("/")
@@ -95,8 +104,11 @@ class ObjectRoot:
         return f"{self.tenant_id}/{self.base}"
 
     def key(self, relative: str) -> str:
-        """The full key of a client key; InvalidKey if it could leave the root."""
-        return self.prefix + check_relative(relative)
+        """The full key of a client key; InvalidKey if it could leave the root or is longer than stores take."""
+        full = self.prefix + check_relative(relative)
+        if len(full.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+            raise _refuse("longer than 1024 bytes with the connection's root")
+        return full
 
     def listing_prefix(self, relative: str) -> str:
         return self.prefix + check_relative(relative, prefix=True)

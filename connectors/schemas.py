@@ -40,7 +40,8 @@ class _Schema(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defa
 
 # --- local --------------------------------------------------------------------------------------------
 class LocalConfig(_Schema, frozen=True):
-    base_path: ShortText  # a folder inside the gateway's data directory (`<data>/storage/<base_path>`)
+    # A folder inside the tenant's own directory: `<data>/storage/<tenant_id>/<base_path>`.
+    base_path: ShortText
 
 
 class LocalSecrets(_Schema, frozen=True):
@@ -179,7 +180,7 @@ KINDS: dict[str, tuple[type[Any], type[Any]]] = {
 
 # Config fields that name the connection's base path inside the tenant root.
 BASE_FIELD = {
-    "local": None,
+    "local": "base_path",
     "s3": "prefix",
     "azure_blob": "prefix",
     "sharepoint": "folder",

@@ -1,4 +1,4 @@
-"""The `filegate` command: dev, serve, worker, migrate, tenant create, jwt rotate."""
+"""The `filegate` command: dev, serve, worker, migrate, storage migrate-local, tenant create, jwt and keys rotate."""
 
 from __future__ import annotations
 
@@ -59,6 +59,7 @@ def dev(port: int | None) -> None:
         )
         from gateway.keys import load_credentials, load_keyring
 
+        _migrate_local_storage(settings)
         load_keyring(settings)  # create the key rings once, before several processes race to
         load_credentials(settings)
         worker = subprocess.Popen([sys.executable, "-m", "gateway.cli", "worker"])
@@ -146,6 +147,69 @@ def migrate() -> None:
         settings.database.migrate_url, settings.database.app_role, app_url=settings.database.url
     )
     click.echo("filegate: schema is up to date", err=True)
+    storage = _local_storage(settings)
+    if settings.database.url and storage.exists():
+        _migrate_local_storage(settings)
+    elif storage.exists():
+        click.echo(
+            "filegate: set FILEGATE_DATABASE_URL too, or run `filegate storage migrate-local`, to move local "
+            "storage to the tenant-first layout",
+            err=True,
+        )
+
+
+@main.group()
+def storage() -> None:
+    """The gateway's own storage directories."""
+
+
+@storage.command("migrate-local")
+def storage_migrate_local() -> None:
+    """Move local-connector objects to `<storage>/<tenant_id>/<base_path>/` (idempotent; rerun after a kill).
+
+    Run it where FILEGATE_DATA_DIR is mounted, before starting gateways and workers of this version
+    (`filegate migrate` runs it when it sees the storage directory).
+    """
+    settings = _settings()
+    try:
+        settings.require("DATABASE_URL")
+    except SettingsError as exc:
+        _fail(str(exc))
+    _migrate_local_storage(settings)
+
+
+def _local_storage(settings: Settings) -> Path:
+    from gateway.connections.wiring import endpoints
+
+    return endpoints(settings).local_root
+
+
+def _migrate_local_storage(settings: Settings) -> None:
+    from gateway.connections import local_layout
+    from gateway.db import Database, create_engine
+
+    if not local_layout.needed(_local_storage(settings)):
+        return
+
+    async def roots() -> tuple[list[local_layout.LocalRoot], int]:
+        db = Database(create_engine(settings))
+        try:
+            return await local_layout.local_roots(db)
+        finally:
+            await db.dispose()
+
+    found, invalid = asyncio.run(roots())
+    report = local_layout.migrate_local_storage(_local_storage(settings), found, invalid=invalid)
+    click.echo(
+        f"filegate: local storage: {report.moved} object(s) moved to the tenant-first layout, "
+        f"{report.unclaimed} unclaimed file(s) moved to {local_layout.UNCLAIMED}/",
+        err=True,
+    )
+    if report.conflicts:
+        _fail(
+            f"{len(report.conflicts)} file(s) were not moved because their new place is taken "
+            f"(e.g. {report.conflicts[0]}); resolve them and run `filegate storage migrate-local` again"
+        )
 
 
 @main.group()
@@ -234,7 +298,7 @@ def jwt_rotate(keyring: Path | None) -> None:
 
     Gateways read the ring at start: roll them after rotating.
     """
-    from gateway.keys import keyring_path
+    from gateway.keys import keyring_path, private_keys_dir
     from tenants.tokens import KeyRing, KeyRingError
 
     settings = Settings.from_env()
@@ -245,6 +309,7 @@ def jwt_rotate(keyring: Path | None) -> None:
         if path.exists():
             _fail(f"cannot read the key ring at {path}")
         ring = KeyRing.generate()
+    private_keys_dir(settings, path)
     ring.save(path)
     click.echo(
         f"filegate: signing key {ring.current.kid} is current; {len(ring.keys)} key(s) in {path}", err=True

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from connectors.credentials import CredentialManager, LocalKeyRing
 from connectors.credentials import KeyRingError as CredentialKeyRingError
+from connectors.private_files import private_root
 from gateway.settings import Settings, SettingsError
 from tenants.tokens import KeyRing, KeyRingError
 
@@ -17,6 +18,8 @@ def keyring_path(settings: Settings) -> Path:
 def load_keyring(settings: Settings) -> KeyRing:
     """The ring from FILEGATE_JWT_KEYRING; embedded mode generates one on first run, production refuses."""
     path = keyring_path(settings)
+    if path.exists():
+        private_keys_dir(settings, path)
     try:
         return KeyRing.load(path)
     except KeyRingError:
@@ -25,6 +28,7 @@ def load_keyring(settings: Settings) -> KeyRing:
                 "FILEGATE_JWT_KEYRING must name a readable key ring (create one with `filegate jwt rotate`)"
             ) from None
     ring = KeyRing.generate()
+    private_keys_dir(settings, path)
     ring.save(path)
     return ring
 
@@ -42,6 +46,7 @@ def load_credentials(settings: Settings) -> CredentialManager:
                 "FILEGATE_KEYRING is required in production (create it with `filegate keys rotate`)"
             )
         path = credential_keyring_path(settings)
+        private_keys_dir(settings, path)
         if not path.exists():
             LocalKeyRing.generate().save(path)
         source = str(path)
@@ -49,3 +54,11 @@ def load_credentials(settings: Settings) -> CredentialManager:
         return CredentialManager(LocalKeyRing.load(source))
     except CredentialKeyRingError as exc:
         raise SettingsError(f"FILEGATE_KEYRING: {exc}") from None
+
+
+def private_keys_dir(settings: Settings, path: Path) -> None:
+    """The data dir's `keys/` is 0700, created so or tightened (a ring elsewhere lives in a directory the
+    operator chose)."""
+    keys = settings.server.data_dir / "keys"
+    if path.parent == keys:
+        private_root(keys)

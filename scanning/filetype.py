@@ -12,7 +12,12 @@ here read further, always in bounded chunks:
 - active content: an SVG (or a text file whose root element is `<svg>`) is parsed with expat, entities never
   declared nor expanded, and refused if it holds script, event handlers, `javascript:`/`data:text/html`
   URLs, foreignObject/iframe/embed/object, an ENTITY declaration, or is not well-formed;
-- archives: zip, tar, gzip, bzip2, xz and zip-based documents are walked by `scanning.archives.inspect`.
+- archives: zip, tar, gzip, bzip2, xz and zip-based documents are walked by `scanning.archives.inspect`;
+- names: a file whose name ends in an extension that a browser, a shell or Windows runs (`.html`, `.js`,
+  `.svg`, `.ps1`, `.exe`, `.sh`...) must BE that kind of file, judged on the detected type. Text released as
+  `text/plain` but named `page.html` runs as HTML once saved and opened; the policy's
+  `extension_mismatch_action` either rejects it (`extension_mismatch`) or has it renamed with an
+  extension of what it really is (`page.html.txt`).
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ from __future__ import annotations
 import codecs
 import re
 import threading
+import unicodedata
 import xml.parsers.expat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 import magic
 
@@ -125,6 +131,72 @@ _ACTIVE_ELEMENTS = frozenset(
     }
 )
 _XINCLUDE = "http://www.w3.org/2001/XInclude"
+# Extensions that run when the file is opened (a browser, a shell, Windows Script Host, the Windows shell,
+# a web server), each with the detected types that really are that kind of file. A name ending in one of
+# these on content of any other type is a mismatch; an empty set means no scanned upload may carry it.
+_HTML = frozenset({"text/html", "application/xhtml+xml"})
+_JS = frozenset(
+    {"text/javascript", "application/javascript", "application/x-javascript", "application/ecmascript"}
+)
+_PE = frozenset(
+    {"application/x-dosexec", "application/vnd.microsoft.portable-executable", "application/x-msdownload"}
+)
+_SHELL = frozenset({"text/x-shellscript", "application/x-sh", "application/x-shellscript"})
+_PHP = frozenset({"text/x-php", "application/x-php", "application/x-httpd-php"})
+_NOTHING: frozenset[str] = frozenset()
+_ACTIVE_EXTENSIONS: dict[str, frozenset[str]] = {
+    **dict.fromkeys(("html", "htm", "xhtml", "xht", "shtml", "shtm"), _HTML),
+    **dict.fromkeys(("mht", "mhtml"), frozenset({"message/rfc822", "multipart/related"})),
+    **dict.fromkeys(("svg", "svgz"), frozenset({"image/svg+xml"})),
+    **dict.fromkeys(("xml", "xsl", "xslt"), frozenset({"text/xml", "application/xml", "application/xslt+xml"})),
+    **dict.fromkeys(("js", "mjs", "cjs", "jsx"), _JS),
+    **dict.fromkeys(("exe", "com", "scr", "dll", "cpl", "ocx", "sys", "drv", "efi", "pif"), _PE),
+    **dict.fromkeys(("msi", "msp", "mst"), frozenset({"application/x-msi", "application/x-ole-storage"})),
+    **dict.fromkeys(("bat", "cmd"), frozenset({"text/x-msdos-batch"})),
+    **dict.fromkeys(("sh", "bash", "zsh", "ksh", "csh", "command"), _SHELL),
+    **dict.fromkeys(("php", "php3", "php4", "php5", "php7", "php8", "phtml", "pht", "phar"), _PHP),
+    **dict.fromkeys(("py", "pyw"), frozenset({"text/x-script.python", "text/x-python"})),
+    "pl": frozenset({"text/x-perl"}),
+    "rb": frozenset({"text/x-ruby"}),
+    "jar": frozenset({"application/java-archive"}),
+    "apk": frozenset({"application/vnd.android.package-archive"}),
+    "lnk": frozenset({"application/x-ms-shortcut"}),
+    "chm": frozenset({"application/vnd.ms-htmlhelp"}),
+    "swf": frozenset({"application/x-shockwave-flash"}),
+    "desktop": frozenset({"application/x-desktop"}),
+    # Scripts and shell files libmagic cannot tell from plain text: never on a scanned upload.
+    **dict.fromkeys(
+        (
+            "ps1", "psm1", "psd1", "ps1xml", "psc1", "vbs", "vbe", "vb", "jse", "wsf", "wsh", "wsc", "ws",
+            "sct", "hta", "reg", "inf", "scf", "url", "website", "application", "appref-ms", "gadget", "msc",
+            "jnlp", "iqy", "slk", "settingcontent-ms", "library-ms", "search-ms", "asp", "aspx", "ashx",
+            "asmx", "jsp", "jspx", "cfm", "cgi", "appimage", "run",
+        ),
+        _NOTHING,
+    ),
+}  # fmt: skip
+# The extension a renamed file gets: what its detected type really is (never one of the above but SVG,
+# which has passed the active-content check by then), else text or opaque bytes.
+_SAFE_EXTENSIONS = {
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/gif": "gif",
+    "image/webp": "webp",
+    "image/bmp": "bmp",
+    "image/tiff": "tif",
+    "image/avif": "avif",
+    "image/heic": "heic",
+    "image/svg+xml": "svg",
+    "video/mp4": "mp4",
+    "video/webm": "webm",
+    "video/quicktime": "mov",
+    "audio/mpeg": "mp3",
+    "audio/ogg": "ogg",
+    "application/pdf": "pdf",
+    "application/zip": "zip",
+    "application/gzip": "gz",
+}
+SAFE_EXTENSION_MAX = max(len(e) for e in (*_SAFE_EXTENSIONS.values(), "txt", "bin"))
 _DANGEROUS_URLS = ("javascript:", "vbscript:", "data:text/html", "data:application/xhtml", "data:text/xml")
 _DANGEROUS_SVG_URL = "data:image/svg+xml"
 
@@ -161,21 +233,27 @@ def detect(path: Path) -> str:
 
 @dataclass(frozen=True)
 class TypePolicy:
-    """The type part of a tenant policy: allowed type patterns and `archive_limits`."""
+    """The type part of a tenant policy: allowed type patterns, `archive_limits`, and what a name whose
+    active extension the content does not bear out gets (`extension_mismatch_action`)."""
 
     allowed_types: tuple[str, ...]
     max_depth: int
     max_members: int
     max_total_size: int
     max_ratio: int
+    extension_mismatch: Literal["reject", "rename"] = "rename"
 
 
 @dataclass(frozen=True)
 class TypeCheck:
-    """What the file is, and the refusal if it fails the type checks (None: on to the virus scan)."""
+    """What the file is, and the refusal if it fails the type checks (None: on to the virus scan).
+
+    `rename_extension`: the name ends in an active extension its content does not bear out, and the policy
+    says to rename: append this extension to the name (the caller owns names and their limits)."""
 
     detected_type: str
     decision: Rejected | None
+    rename_extension: str | None = None
 
 
 def check_file(path: Path, *, declared_type: str | None, filename: str, policy: TypePolicy) -> TypeCheck:
@@ -184,8 +262,9 @@ def check_file(path: Path, *, declared_type: str | None, filename: str, policy: 
     Order: detect; a text file whose root element is `<svg>` (or `<html>`) counts as that type; the policy on
     the detected type (`type_not_allowed`); a dangerous contradiction of the declared type
     (`type_mismatch`); polyglots (`polyglot`); SVG active content (`active_content`); archive limits
-    (`archive_limits`, `encrypted_archive`, `corrupt_archive`, `unsupported_archive`). `filename` is not
-    used for decisions: names are the client's claim.
+    (`archive_limits`, `encrypted_archive`, `corrupt_archive`, `unsupported_archive`); last, the name's
+    extension against the detected type (`extension_mismatch`, or a rename, as the policy says). The name
+    never makes content acceptable: it can only be refused or renamed.
     """
     detected = detect(path)
     if detected.startswith("text/") or detected in _MARKUP_CANDIDATES:
@@ -226,7 +305,33 @@ def check_file(path: Path, *, declared_type: str | None, filename: str, policy: 
         verdict = archives.inspect(path, limits)
         if verdict is not None:
             return TypeCheck(detected, verdict)
+    extension = extension_mismatch(filename, detected)
+    if extension is not None:
+        if policy.extension_mismatch == "reject":
+            return refuse("extension_mismatch", f"a .{extension} name on {detected} content")
+        return TypeCheck(detected, None, rename_extension=safe_extension(detected))
     return TypeCheck(detected, None)
+
+
+def extension_mismatch(filename: str, detected: str) -> str | None:
+    """The name's extension (lower case) if it is one that runs when opened and the content is not of that
+    kind; None when the name is harmless or borne out by the content."""
+    stem, dot, extension = filename.rpartition(".")
+    if not dot or not stem:
+        return None
+    extension = unicodedata.normalize("NFKC", extension).lower()
+    kinds = _ACTIVE_EXTENSIONS.get(extension)
+    if kinds is None or _essence(detected) in kinds:
+        return None
+    return extension
+
+
+def safe_extension(detected: str) -> str:
+    """An extension that opens `detected` content as what it is, and never runs it."""
+    essence = _essence(detected)
+    if essence in _SAFE_EXTENSIONS:
+        return _SAFE_EXTENSIONS[essence]
+    return "txt" if essence.startswith("text/") else "bin"
 
 
 def _essence(mime: str) -> str:

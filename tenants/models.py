@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -136,6 +137,12 @@ class TenantPolicy(Base):
     """The tenant's upload policy; one row per tenant, keyed by it."""
 
     __tablename__ = "tenant_policies"
+    __table_args__ = (
+        CheckConstraint(
+            "extension_mismatch_action IN ('reject', 'rename')",
+            name="ck_tenant_policies_extension_mismatch_action",
+        ),
+    )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
@@ -146,6 +153,8 @@ class TenantPolicy(Base):
     infected_action: Mapped[str] = mapped_column(String(16))
     # What a file clamd could not fully scan becomes: "rejected" or "scan_failed" (never clean).
     unscannable_action: Mapped[str] = mapped_column(String(16), server_default=text("'rejected'"))
+    # A name with an extension that runs when opened, on content of another type: "reject" or "rename".
+    extension_mismatch_action: Mapped[str] = mapped_column(String(16), server_default=text("'rename'"))
     retention_days: Mapped[int] = mapped_column()
     cors_origins: Mapped[list[str]] = mapped_column(ARRAY(Text))
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())

@@ -241,10 +241,8 @@ class ConnectionService:
         """The connector of `connection`, its secrets opened for this one use."""
         config = decode_config(connection.kind, connection.config)
         secrets = decode_secrets(connection.kind, self._open_values(connection))
-        connector = open_connector(config, secrets, self.endpoints)
-        return Opened(
-            connection, connector, ObjectRoot.of(connection.tenant_id, base_of(connection.kind, config))
-        )
+        root = ObjectRoot.of(connection.tenant_id, base_of(connection.kind, config))
+        return Opened(connection, open_connector(config, secrets, self.endpoints, root), root)
 
     async def open_by_id(
         self, session: AsyncSession, tenant_id: uuid.UUID, connection_id: uuid.UUID

@@ -60,5 +60,9 @@ class Policy(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     infected_action: Literal["keep", "delete"] = "keep"
     unscannable_action: Literal["rejected", "scan_failed"] = "rejected"
     """What a file the scanner could not fully scan (over its limits, encrypted) becomes; never clean."""
+    extension_mismatch_action: Literal["reject", "rename"] = "rename"
+    """A name ending in an extension that runs when opened (`.html`, `.js`, `.svg`, `.exe`, `.sh`...) on
+    content the scan detected as something else: `rename` appends the detected type's extension
+    (`page.html.txt`), `reject` makes the upload `rejected` (`extension_mismatch`)."""
     retention_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30
     cors_origins: Annotated[list[Origin], msgspec.Meta(max_length=100)] = msgspec.field(default_factory=list)

@@ -22,6 +22,7 @@ def to_model(policy: Policy, row: TenantPolicy | None = None) -> TenantPolicy:
     row.archive_limits = msgspec.to_builtins(policy.archive_limits)
     row.infected_action = policy.infected_action
     row.unscannable_action = policy.unscannable_action
+    row.extension_mismatch_action = policy.extension_mismatch_action
     row.retention_days = policy.retention_days
     row.cors_origins = list(policy.cors_origins)
     return row
@@ -34,6 +35,7 @@ def from_model(row: TenantPolicy) -> Policy:
         archive_limits=msgspec.convert(row.archive_limits, ArchiveLimits),
         infected_action=row.infected_action,  # type: ignore[arg-type]
         unscannable_action=row.unscannable_action,  # type: ignore[arg-type]
+        extension_mismatch_action=row.extension_mismatch_action,  # type: ignore[arg-type]
         retention_days=row.retention_days,
         cors_origins=list(row.cors_origins),
     )

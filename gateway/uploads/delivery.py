@@ -24,6 +24,7 @@ from gateway.db import Database
 from gateway.errors import FilegateError, NotFound
 from gateway.jobs import DELIVER_UPLOAD
 from gateway.settings import ConnectorSettings
+from gateway.uploads.destinations import destination_key
 from gateway.uploads.models import Upload, UploadState
 from gateway.uploads.quarantine import QuarantineStore
 from gateway.uploads.repository import OutboxRepository, UploadRepository
@@ -45,12 +46,6 @@ class DeliverLater:
 
 
 DeliveryOutcome = Delivered | DeliverLater
-
-
-def destination_key(upload: Upload) -> str:
-    """The object key inside the connection's root: `<path>/<filename>`, or the filename alone."""
-    folder = (upload.path or "").strip("/")
-    return f"{folder}/{upload.filename}" if folder else upload.filename
 
 
 class DeliveryPipeline:
@@ -121,7 +116,7 @@ class DeliveryPipeline:
 
     async def _deliver(self, tenant_id: uuid.UUID, upload: Upload, opened: Opened) -> str:
         if isinstance(opened.connector, Connector):
-            relative = destination_key(upload)
+            relative = destination_key(upload.path, upload.filename)
             await opened.connector.put(
                 opened.root.key(relative),
                 self.store.read(upload.storage_key),

@@ -6,9 +6,16 @@ import re
 import unicodedata
 from urllib.parse import quote
 
+from connectors.base import InvalidKey
+from connectors.paths import check_segment
+
 MAX_BYTES = 200  # leaves room for suffixes within common 255-byte file name limits
 FALLBACK = "upload"
-_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9]|conin\$|conout\$)(\..*)?$", re.IGNORECASE)
+_RESERVED = re.compile(
+    r"^(con|prn|aux|nul|com[0-9]|lpt[0-9]|conin\$|conout\$|desktop\.ini)(\..*)?$", re.IGNORECASE
+)
+# SharePoint and OneDrive also refuse `_vti_` anywhere in a name and names starting with `~$`.
+_SHAREPOINT_REFUSED = re.compile(r"_vti_|^~\$", re.IGNORECASE)
 _UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]')
 
 
@@ -18,9 +25,31 @@ def _invisible(ch: str) -> bool:
 
 
 def sanitize(name: str | None) -> str:
-    """A name with no path parts, control or bidi characters, reserved names or unbounded length."""
+    """A name with no path parts, control or bidi characters, reserved names or unbounded length, that every
+    connector accepts as an object name (`connectors.paths.check_segment`): what ingest accepts, delivery
+    never refuses.
+
+    The connectors' rule also reads a name behind percent-encoding and Unicode compatibility forms (`%2e%2e`,
+    fullwidth dots, the two-dot leader). A name refused in such a reading is cleaned again in plain terms
+    (compatibility forms folded, `%` replaced) rather than refused, as browsers upload whatever name the
+    user's file has; only a name with nothing left becomes `upload`.
+    """
     if not name:
         return FALLBACK
+    for reading in (name, unicodedata.normalize("NFKC", name).replace("%", "_")):
+        cleaned = _clean(reading)
+        if _storable(cleaned):
+            return cleaned
+    return FALLBACK
+
+
+def with_extension(name: str, extension: str) -> str:
+    """`name` with `.extension` appended, its stem shortened to stay within MAX_BYTES; still storable."""
+    renamed = _truncate(f"{name}.{extension}")
+    return renamed if _storable(renamed) else f"{FALLBACK}.{extension}"
+
+
+def _clean(name: str) -> str:
     name = unicodedata.normalize("NFC", name)
     name = re.split(r"[/\\]", name)[-1]  # no path parts, whatever the client's OS
     name = "".join("_" if _invisible(c) else c for c in name)
@@ -30,7 +59,16 @@ def sanitize(name: str | None) -> str:
         return FALLBACK
     if _RESERVED.match(name):
         name = "_" + name
-    return _truncate(name)
+    name = _SHAREPOINT_REFUSED.sub(lambda m: "~_" if m.group() == "~$" else m.group()[:4] + "-", name)
+    return unicodedata.normalize("NFC", _truncate(name))
+
+
+def _storable(name: str) -> bool:
+    try:
+        check_segment(name)
+    except InvalidKey:
+        return False
+    return len(name.encode()) <= MAX_BYTES
 
 
 def _truncate(name: str) -> str:

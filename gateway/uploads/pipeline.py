@@ -1,4 +1,5 @@
-"""The scan pipeline: type check (libmagic + policy + what libmagic misses), then clamd. Fail closed.
+"""The scan pipeline: type check (libmagic + policy + what libmagic misses + the name's extension against
+the detected type), then clamd. Fail closed.
 
 Every state change is compare-and-set, and the verdict, its audit event and the outbox row's completion
 commit together, so a job that runs twice (or two workers racing) yields one verdict and one event.
@@ -24,6 +25,7 @@ from gateway.jobs import DELIVER_UPLOAD, SCAN_UPLOAD, JobQueue, job_id
 from gateway.policy.schemas import Policy
 from gateway.policy.service import PolicyService
 from gateway.settings import ScanningSettings
+from gateway.uploads import filenames
 from gateway.uploads.models import PENDING_SCAN, Upload, UploadState
 from gateway.uploads.quarantine import QuarantineStore, local_copy
 from gateway.uploads.repository import OutboxRepository, UploadRepository
@@ -59,6 +61,7 @@ def type_policy(policy: Policy) -> TypePolicy:
         max_members=limits.max_members,
         max_total_size=limits.max_total_size,
         max_ratio=limits.max_ratio,
+        extension_mismatch=policy.extension_mismatch_action,
     )
 
 
@@ -125,6 +128,12 @@ class ScanPipeline:
             )
         if verdict is None:
             verdict = ScanError("scanner_unavailable", "no scanner is configured")
+        # A name whose active extension the content does not bear out is released under a safe one.
+        renamed_to = (
+            filenames.with_extension(upload.filename, check.rename_extension)
+            if check.rename_extension is not None
+            else None
+        )
 
         match verdict:
             case Clean(scanner=scanner, database_version=db_version):
@@ -137,6 +146,7 @@ class ScanPipeline:
                     check.detected_type,
                     scanner=scanner,
                     database_version=db_version,
+                    renamed_to=renamed_to,
                 )
             case Infected(signature=signature, scanner=scanner, database_version=db_version):
                 return await self._decide(
@@ -150,6 +160,7 @@ class ScanPipeline:
                     scanner=scanner,
                     signature=signature,
                     database_version=db_version,
+                    renamed_to=renamed_to,
                 )
             case ScanError(reason=reason, detail=detail, retryable=True):
                 if upload.scan_attempts < self.settings.max_tries:
@@ -171,13 +182,22 @@ class ScanPipeline:
                     check.detected_type,
                     reason=reason,
                     detail=detail,
+                    renamed_to=renamed_to,
                 )
             case ScanError(reason=reason, detail=detail):
                 # clamd could not fully scan it (over its limits, encrypted, ...): the tenant decides which
                 # failure it is, never clean.
                 state = UploadState(policy.unscannable_action)
                 return await self._decide(
-                    tenant_id, upload, policy, ctx, state, check.detected_type, reason=reason, detail=detail
+                    tenant_id,
+                    upload,
+                    policy,
+                    ctx,
+                    state,
+                    check.detected_type,
+                    reason=reason,
+                    detail=detail,
+                    renamed_to=renamed_to,
                 )
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -195,10 +215,12 @@ class ScanPipeline:
         scanner: str | None = None,
         signature: str | None = None,
         database_version: str | None = None,
+        renamed_to: str | None = None,
     ) -> Decided:
         now = datetime.now(UTC)
         # Content that will never be released goes with its verdict (the row and its verdict stay).
         purge = state is UploadState.INFECTED and policy.infected_action == "delete"
+        renamed = {"filename": renamed_to} if renamed_to is not None else {}
         async with self.db.tenant(tenant_id) as session:
             decided = await UploadRepository(session, tenant_id).transition(
                 upload.id,
@@ -211,6 +233,7 @@ class ScanPipeline:
                 database_version=database_version,
                 scanned_at=now,
                 **({"purged_at": now} if purge else {}),
+                **renamed,
             )
             if decided is None:
                 return Decided(None)
@@ -235,6 +258,7 @@ class ScanPipeline:
                     "signature": signature,
                     "detected_type": detected_type,
                     "detail": (detail or "")[:200] or None,
+                    **({"renamed_to": renamed_to} if renamed_to is not None else {}),
                 },
             )
         log.info(

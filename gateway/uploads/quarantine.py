@@ -21,6 +21,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from connectors.private_files import FILE_MODE, private_dirs, private_root
+
 if TYPE_CHECKING:
     from gateway.settings import Settings
 
@@ -88,7 +90,8 @@ class SupportsLocalPath(Protocol):
 
 class LocalQuarantine:
     def __init__(self, root: Path) -> None:
-        self.root = root.resolve()
+        # Created (or, from an install before, tightened to) 0700; every directory below it is 0700 too.
+        self.root = private_root(root.resolve())
 
     def local_path(self, key: str) -> Path:
         tenant, _, upload = key.partition("/")
@@ -119,7 +122,7 @@ class LocalQuarantine:
         path = self.local_path(key)
         hasher = hashlib.sha256() if offset == 0 else None
         hashing = [hasher, *hashers] if hasher is not None else list(hashers)
-        fd = await asyncio.to_thread(_open_at, path, offset)
+        fd = await asyncio.to_thread(_open_at, self.root, path, offset)
         sink = _Sink(fd, offset, hashing)
         loop = asyncio.get_running_loop()
         closes = verify is None and not durable
@@ -183,7 +186,7 @@ class LocalQuarantine:
         """A local file is written in place at every offset: it is one file already, made durable here (tus
         PATCHes are not synced one by one). An upload that never wrote a byte (tus `Upload-Length: 0`) gets
         its empty file here."""
-        await asyncio.to_thread(_sync, self.local_path(key))
+        await asyncio.to_thread(_sync, self.root, self.local_path(key))
 
 
 def quarantine_store(settings: Settings) -> QuarantineStore:
@@ -214,11 +217,11 @@ async def local_copy(store: QuarantineStore, key: str, directory: Path | None = 
         yield store.local_path(key)
         return
     parent = directory if directory is not None else Path(tempfile.gettempdir())
-    await asyncio.to_thread(parent.mkdir, mode=0o700, parents=True, exist_ok=True)
+    await asyncio.to_thread(private_root, parent)
     scratch = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="scan-", dir=parent))
     try:
         path = scratch / "content"
-        fd = await asyncio.to_thread(os.open, path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = await asyncio.to_thread(os.open, path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         try:
             async for chunk in store.read(key):
                 await asyncio.to_thread(_write_all, fd, chunk)
@@ -229,26 +232,22 @@ async def local_copy(store: QuarantineStore, key: str, directory: Path | None = 
         await asyncio.to_thread(shutil.rmtree, scratch, True)
 
 
-def _prepare(path: Path) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-
-
-def _sync(path: Path) -> None:
-    _prepare(path)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+def _sync(root: Path, path: Path) -> None:
+    private_dirs(root, path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
     try:
         os.fdatasync(fd)
     finally:
         os.close(fd)
 
 
-def _open_at(path: Path, offset: int) -> int:
+def _open_at(root: Path, path: Path, offset: int) -> int:
     """The file open for writing at `offset`, with nothing stored past it (a retried tus PATCH replaces what a
     request that died, or a crash, left there); never past its end, where a hole of zeros would be. Only a
     write at 0 creates the file."""
     if offset == 0:
-        _prepare(path)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        private_dirs(root, path.parent)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
     else:
         try:
             fd = os.open(path, os.O_WRONLY)

@@ -11,6 +11,7 @@ from sqlalchemy import Select, delete, select, update
 
 from connectors.models import Connection
 from gateway.errors import FilegateError
+from gateway.uploads.destinations import check_destination
 from gateway.uploads.models import OutboxJob, Upload, UploadState
 from tenants.repository import TenantRepository
 
@@ -25,17 +26,20 @@ class UploadRepository(TenantRepository[Upload]):
     model = Upload
 
     async def add(self, obj: Upload) -> Upload:
-        """Insert an upload; its `connection_id`, if any, must name a connection of this tenant."""
+        """Insert an upload; its `connection_id`, if any, must name a connection of this tenant that will
+        take the upload's delivery key."""
         if obj.connection_id is not None:
             # Key-share locked until commit: a delete of the connection either committed before (refused
             # here) or waits for this insert (and then sets its connection_id to NULL), never a 500 between.
             found = await self.session.execute(
-                select(Connection.id)
+                select(Connection)
                 .where(Connection.tenant_id == self.tenant_id, Connection.id == obj.connection_id)
                 .with_for_update(read=True, key_share=True)
             )
-            if found.scalar_one_or_none() is None:
+            connection = found.scalar_one_or_none()
+            if connection is None:
                 raise UnknownConnection("connection_id does not name a connection of this tenant")
+            check_destination(self.tenant_id, connection, obj.path, obj.filename)
         return await super().add(obj)
 
     def visible(self, owner_id: uuid.UUID | None, state: str | None = None) -> Select[Upload]:

@@ -17,7 +17,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from connectors.base import InvalidKey
-from connectors.paths import check_relative
+from connectors.paths import MAX_KEY_BYTES, check_relative
 from gateway.audit import AuditContext, AuditRecorder, Target
 from gateway.db import Database, after_commit
 from gateway.errors import FilegateError, NotFound, ValidationFailed
@@ -61,12 +61,22 @@ class NotClean(FilegateError):
     title = "File is not released"
 
 
+# A delivery key is `<tenant_id>/<path>/<filename>`; a file name is at most filenames.MAX_BYTES, so a
+# path this long always leaves room for it within the stores' key limit (a connection's base path too is
+# checked when the upload names the connection: `destinations.check_destination`).
+MAX_PATH_BYTES = MAX_KEY_BYTES - len(f"{uuid.UUID(int=0)}/") - 1 - filenames.MAX_BYTES
+
+
 def checked_path(path: str | None) -> str | None:
-    """A delivery folder inside the connection's root, refused by the same rule as every brokered key."""
+    """A delivery folder inside the connection's root, refused by the same rule as every brokered key, and
+    short enough that `<path>/<any stored name>` is still a key the connectors accept."""
     if path is None or path == "":
         return None
+    folder = path.rstrip("/") or path
+    if len(folder.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        raise ValidationFailed(f"path: longer than {MAX_PATH_BYTES} bytes (room is kept for the file name)")
     try:
-        return check_relative(path.rstrip("/") or path)
+        return check_relative(folder)
     except InvalidKey as exc:
         raise ValidationFailed(f"path: {exc.detail}") from None
 

@@ -17,7 +17,8 @@ from tests.integration.connections.conftest import RunWorker, create_connection
 
 
 def storage_dir(settings: Settings, base_path: str, tenant: TenantHandle) -> Path:
-    return settings.server.data_dir.resolve() / "storage" / base_path / tenant.id
+    """Where a local connection keeps its objects: the tenant's own directory first, then the base path."""
+    return settings.server.data_dir.resolve() / "storage" / tenant.id / base_path
 
 
 async def upload(
@@ -199,7 +200,7 @@ async def test_traversal_is_refused_on_every_brokered_route(
     tenant = await create_tenant(client)
     conn = await create_connection(client, tenant, config={"base_path": "media"})
     # A file outside the tenant's root that a traversal would reach.
-    outside = settings.server.data_dir.resolve() / "storage" / "media" / "x"
+    outside = settings.server.data_dir.resolve() / "storage" / tenant.id / "x"
     outside.parent.mkdir(parents=True, exist_ok=True)
     outside.write_bytes(b"secret")
     h = tenant.admin.headers
@@ -264,3 +265,256 @@ async def test_listing_pages_with_sealed_cursors_and_roles_for_delete(
     assert not (root / "docs" / "0.txt").exists()
     assert (await client.delete(f"{base}/docs/0.txt", headers=manager.headers)).status_code == 404
     assert (await client.get(f"{base}/nothing-here", headers=h)).status_code == 404
+
+
+def files_under(directory: Path) -> set[Path]:
+    """The objects under `directory` (not the storage's own layout marker)."""
+    if not directory.exists():
+        return set()
+    return {p for p in directory.rglob("*") if p.is_file() and not p.name.startswith(".")}
+
+
+async def test_base_path_naming_another_tenant_cannot_reach_its_objects(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    settings: Settings,
+    run_worker: RunWorker,
+) -> None:
+    storage = settings.server.data_dir.resolve() / "storage"
+    victim = await create_tenant(client)
+    attacker = await create_tenant(client)
+    victim_conn = await create_connection(client, victim, config={"base_path": "media"})
+    png = samples.png_bytes()
+    mine = await upload(
+        client, victim, png, "mine.png", "image/png", connection_id=victim_conn["id"], path="docs"
+    )
+    await run_worker()
+    assert (await state_of(client, victim, mine["id"]))["state"] == "delivered"
+    victim_files = files_under(storage)
+    assert len(victim_files) == 1
+
+    # The attacker names the victim's id in every shape a base path can take.
+    shapes = ["media", f"media/{victim.id}", f"media/{victim.id}/docs", victim.id, f"{victim.id}/media", "/"]
+    conns = [
+        await create_connection(client, attacker, config={"base_path": b}, name=f"c{i}")
+        for i, b in enumerate(shapes)
+    ]
+    planted = [
+        await upload(client, attacker, png, f"planted{i}.png", "image/png", connection_id=c["id"])
+        for i, c in enumerate(conns)
+    ]
+    await run_worker()
+    for p in planted:
+        assert (await state_of(client, attacker, p["id"]))["state"] == "delivered"
+
+    # Nothing the attacker delivered is visible to the victim, and nothing landed in the victim's tree.
+    listed = (
+        await client.get(f"/v1/connections/{victim_conn['id']}/objects", headers=victim.admin.headers)
+    ).json()
+    assert [i["key"] for i in listed["items"]] == ["docs/mine.png"], listed
+    victim_root = storage / victim.id
+    attacker_files = files_under(storage) - victim_files
+    assert len(attacker_files) == len(shapes)
+    assert all(victim_root not in f.parents for f in attacker_files), attacker_files
+    assert all((storage / attacker.id) in f.parents for f in attacker_files), attacker_files
+
+    # The attacker's connections answer only the attacker's objects, never the victim's.
+    h = attacker.admin.headers
+    for c in conns:
+        base = f"/v1/connections/{c['id']}/objects"
+        keys = [i["key"] for i in (await client.get(base, headers=h)).json()["items"]]
+        assert keys and all("planted" in k for k in keys), keys
+        for key in ("docs/mine.png", f"{victim.id}/docs/mine.png", f"media/{victim.id}/docs/mine.png"):
+            assert (await client.get(f"{base}/{key}", headers=h)).status_code == 404
+            assert (await client.delete(f"{base}/{key}", headers=h)).status_code == 404
+    assert files_under(storage) >= victim_files
+    assert (
+        await client.get(
+            f"/v1/connections/{victim_conn['id']}/objects/docs/mine.png", headers=victim.admin.headers
+        )
+    ).content == png
+
+
+async def test_symlink_inside_a_local_root_does_not_reach_another_tenant(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    settings: Settings,
+    run_worker: RunWorker,
+) -> None:
+    storage = settings.server.data_dir.resolve() / "storage"
+    victim = await create_tenant(client)
+    attacker = await create_tenant(client)
+    victim_conn = await create_connection(client, victim, config={"base_path": "media"})
+    attacker_conn = await create_connection(client, attacker, config={"base_path": "media"})
+    png = samples.png_bytes()
+    await upload(client, victim, png, "secret.png", "image/png", connection_id=victim_conn["id"])
+    await upload(
+        client,
+        attacker,
+        b"GIF89a\x01\x00\x01\x00\x00\x00\x00;",
+        "own.gif",
+        "image/gif",
+        connection_id=attacker_conn["id"],
+    )
+    await run_worker()
+    (secret,) = [p for p in storage.rglob("secret.png")]
+    (own,) = [p for p in storage.rglob("own.gif")]
+    # A link in the attacker's root (an operator's mistake, a restored backup) to the victim's file and tree.
+    (own.parent / "link.png").symlink_to(secret)
+    (own.parent / "linkdir").symlink_to(secret.parent, target_is_directory=True)
+    base = f"/v1/connections/{attacker_conn['id']}/objects"
+    h = attacker.admin.headers
+    keys = [i["key"] for i in (await client.get(base, headers=h)).json()["items"]]
+    assert keys == ["own.gif"], keys
+    for key in ("link.png", "linkdir/secret.png"):
+        r = await client.get(f"{base}/{key}", headers=h)
+        assert r.status_code in (400, 404), (key, r.status_code)
+        assert png not in r.content
+        r = await client.delete(f"{base}/{key}", headers=h)
+        assert r.status_code in (400, 404), (key, r.status_code)
+    assert secret.read_bytes() == png
+
+
+async def test_directories_the_gateway_creates_under_the_data_dir_are_private(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    settings: Settings,
+    run_worker: RunWorker,
+) -> None:
+    import os
+    import stat
+
+    previous = os.umask(0o022)  # the usual umask: what mkdir gives without an explicit mode is 0755
+    try:
+        tenant = await create_tenant(client)
+        conn = await create_connection(client, tenant, config={"base_path": "media/deep"})
+        created = await upload(
+            client, tenant, samples.png_bytes(), "p.png", "image/png", connection_id=conn["id"], path="a/b"
+        )
+        await run_worker()
+        assert (await state_of(client, tenant, created["id"]))["state"] == "delivered"
+    finally:
+        os.umask(previous)
+    data = settings.server.data_dir.resolve()
+    checked = 0
+    for top in ("quarantine", "storage", "keys"):
+        root = data / top
+        assert root.is_dir(), top
+        for path in [root, *root.rglob("*")]:
+            mode = stat.S_IMODE(path.lstat().st_mode)
+            expected = 0o700 if path.is_dir() else 0o600
+            assert mode == expected, (str(path.relative_to(data)), oct(mode))
+            checked += 1
+    assert checked > 8
+
+
+async def test_names_the_connectors_refuse_are_made_safe_at_ingest_and_delivered(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    settings: Settings,
+    run_worker: RunWorker,
+) -> None:
+    import base64
+
+    tenant = await create_tenant(client)
+    conn = await create_connection(client, tenant, config={"base_path": "media"})
+    png = samples.png_bytes()
+    h = tenant.admin.headers
+    names = ["%2e%2e", "..%2f..%2fpasswd.png", "%252e%252e%252fx.png", "\uff0e\uff0e", "\u2025", "a%5cb.png"]
+    ids = []
+    for name in names:
+        r = await client.post(
+            "/v1/uploads",
+            params={"connection_id": conn["id"], "path": "in"},
+            content=png,
+            headers={
+                **h,
+                "Content-Type": "image/png",
+                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}",
+            },
+        )
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["id"])
+    # tus metadata goes through the same rule.
+    meta = ",".join(
+        f"{k} {base64.b64encode(v.encode()).decode()}"
+        for k, v in {"filename": "%2e%2e", "connection_id": conn["id"], "path": "tus"}.items()
+    )
+    r = await client.post(
+        "/v1/tus",
+        headers={**h, "Tus-Resumable": "1.0.0", "Upload-Length": str(len(png)), "Upload-Metadata": meta},
+    )
+    assert r.status_code == 201, r.text
+    tus_id = r.headers["location"].rstrip("/").rsplit("/", 1)[-1]
+    r = await client.patch(
+        f"/v1/tus/{tus_id}",
+        content=png,
+        headers={
+            **h,
+            "Tus-Resumable": "1.0.0",
+            "Upload-Offset": "0",
+            "Content-Type": "application/offset+octet-stream",
+        },
+    )
+    assert r.status_code == 204, r.text
+    ids.append(tus_id)
+    await run_worker()
+    for upload_id in ids:
+        done = await state_of(client, tenant, upload_id)
+        assert done["state"] == "delivered", done
+    listed = (await client.get(f"/v1/connections/{conn['id']}/objects", headers=h)).json()["items"]
+    assert len(listed) == len(set(i["key"] for i in listed)) >= 2
+
+
+async def test_a_delivery_path_with_no_room_for_the_name_is_refused_at_ingest(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+) -> None:
+    import base64
+
+    tenant = await create_tenant(client)
+    conn = await create_connection(client, tenant, config={"base_path": "media"})
+    h = tenant.admin.headers
+    path = "/".join(["d" * 99] * 9)  # 899 bytes: a valid key by itself, but with a 200-byte name over 1024
+    r = await client.post(
+        "/v1/uploads",
+        params={"connection_id": conn["id"], "path": path},
+        content=samples.png_bytes(),
+        headers={
+            **h,
+            "Content-Type": "image/png",
+            "Content-Disposition": f'attachment; filename="{"n" * 190}.png"',
+        },
+    )
+    assert r.status_code == 400 and r.json()["code"] == "validation_failed", r.text
+    meta = ",".join(
+        f"{k} {base64.b64encode(v.encode()).decode()}"
+        for k, v in {"filename": "a.png", "connection_id": conn["id"], "path": path}.items()
+    )
+    r = await client.post(
+        "/v1/tus", headers={**h, "Tus-Resumable": "1.0.0", "Upload-Length": "10", "Upload-Metadata": meta}
+    )
+    assert r.status_code == 400 and r.json()["code"] == "validation_failed", r.text
+    assert (await client.get("/v1/uploads", headers=h)).json()["items"] == []
+
+
+async def test_a_path_with_no_room_under_the_connections_base_is_refused_at_ingest(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    run_worker: RunWorker,
+) -> None:
+    tenant = await create_tenant(client)
+    conn = await create_connection(client, tenant, config={"base_path": "/".join(["b" * 99] * 5)})
+    h = tenant.admin.headers
+    path = "/".join(["d" * 99] * 4)  # fits alone; with the 499-byte base and a 100-byte name, over 1024
+    r = await client.post(
+        "/v1/uploads",
+        params={"connection_id": conn["id"], "path": path},
+        content=samples.png_bytes(),
+        headers={
+            **h,
+            "Content-Type": "image/png",
+            "Content-Disposition": f'attachment; filename="{"n" * 96}.png"',
+        },
+    )
+    assert r.status_code == 400 and r.json()["code"] == "validation_failed", r.text
+    # A short name under the same path still fits: refused only when it would not.
+    created = await upload(
+        client, tenant, samples.png_bytes(), "a.png", "image/png", connection_id=conn["id"], path=path
+    )
+    await run_worker()
+    assert (await state_of(client, tenant, created["id"]))["state"] == "delivered"

@@ -27,6 +27,7 @@ from connectors.base import (
 )
 from connectors.endpoints import check_endpoint
 from connectors.factory import Endpoints, open_connector
+from connectors.paths import ObjectRoot
 from connectors.schemas import AzureBlobConfig, AzureBlobSecrets
 from tests.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Container, RunningAzurite
 from tests.clamd import free_port
@@ -91,7 +92,9 @@ async def test_connector_is_built_by_the_factory(azure_container: Container, tmp
         AzureBlobConfig,
     )
     endpoints = Endpoints(local_root=tmp_path, allow_private=True, azure_api_version="2025-11-05")
-    connector = open_connector(config, AzureBlobSecrets(account_key=ACCOUNT_KEY), endpoints)
+    connector = open_connector(
+        config, AzureBlobSecrets(account_key=ACCOUNT_KEY), endpoints, ObjectRoot.of(uuid.uuid4(), None)
+    )
     try:
         assert isinstance(connector, AzureBlobConnector)
         assert isinstance(connector, Connector)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from connectors.base import (
 )
 from connectors.factory import Endpoints, open_connector
 from connectors.instagram import InstagramPublisher, graph_error
+from connectors.paths import ObjectRoot
 from connectors.schemas import InstagramConfig, InstagramSecrets
 from scanning import samples
 from tests.fakes.instagram import FakeInstagram, MediaHost
@@ -241,6 +243,7 @@ async def test_connection_test_through_the_factory(instagram_fake: FakeInstagram
         InstagramConfig(ig_user_id=instagram_fake.ig_user_id, graph_api_version="v22.0"),
         InstagramSecrets(access_token=instagram_fake.token),
         Endpoints(local_root=tmp_path, instagram_url=instagram_fake.url),
+        ObjectRoot.of(uuid.uuid4(), None),
     )
     try:
         assert isinstance(publisher, InstagramPublisher)

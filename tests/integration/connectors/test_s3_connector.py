@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import traceback
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ from connectors.base import (
 )
 from connectors.factory import Endpoints, open_connector
 from connectors.outbound import Outbound
+from connectors.paths import ObjectRoot
 from connectors.s3 import PART, S3Connector, part_size_for
 from connectors.schemas import S3Config, S3Secrets
 from tests.clamd import free_port
@@ -71,7 +73,9 @@ async def test_connector_is_built_by_the_factory(s3_bucket: Bucket, tmp_path: Pa
         {"bucket": s3_bucket.name, "region": REGION, "endpoint_url": s3_bucket.s3.endpoint}, S3Config
     )
     secrets = S3Secrets(access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY)
-    connector = open_connector(config, secrets, Endpoints(local_root=tmp_path, allow_private=True))
+    connector = open_connector(
+        config, secrets, Endpoints(local_root=tmp_path, allow_private=True), ObjectRoot.of(uuid.uuid4(), None)
+    )
     try:
         assert isinstance(connector, S3Connector)
         assert isinstance(connector, Connector)
@@ -424,7 +428,9 @@ async def test_endpoint_rebound_to_an_internal_address_is_refused_at_connect(
             S3Config,
         )
         secrets = S3Secrets(access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY)
-        connector = open_connector(config, secrets, Endpoints(local_root=tmp_path))  # checked: public
+        connector = open_connector(
+            config, secrets, Endpoints(local_root=tmp_path), ObjectRoot.of(uuid.uuid4(), None)
+        )  # checked: public
         assert dns.asked == 1
         try:
             with pytest.raises(ConnectorError) as caught:

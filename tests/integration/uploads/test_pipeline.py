@@ -225,3 +225,57 @@ async def test_infected_action_delete_purges_the_content(client, run_worker, set
     await run_worker()
     assert (await state_of(client, t, u["id"]))["state"] == "infected"
     assert not (settings.quarantine_root / t.id / u["id"]).exists()
+
+
+# Text a browser, a shell or Windows runs when the file is opened under its name.
+ACTIVE_NAMES = ["page.html", "page.HTM", "app.js", "mod.mjs", "run.ps1", "run.vbs", "pic.svg", "app.hta"]
+ACTIVE_NAMES += ["run.bat", "run.cmd", "setup.exe", "run.sh", "shell.php", "page.xhtml", "x.jse", "x.wsf"]
+HOSTILE_TEXT = b"hello <img src=x onerror=alert(document.domain)> and more plain text\n"
+
+
+async def test_text_under_an_active_extension_is_renamed_by_default(client, run_worker) -> None:
+    t = await create_tenant(client)
+    ids = {
+        name: (await upload(client, t.admin, HOSTILE_TEXT, name, "text/plain"))["id"] for name in ACTIVE_NAMES
+    }
+    safe = (await upload(client, t.admin, HOSTILE_TEXT, "notes.txt", "text/plain"))["id"]
+    png = (await upload(client, t.admin, samples.png_bytes(), "photo.html", "image/png"))["id"]
+    await run_worker()
+    for name, upload_id in ids.items():
+        done = await state_of(client, t, upload_id)
+        assert done["state"] == "clean", done
+        assert done["detected_type"] == "text/plain"
+        assert done["filename"] == f"{name}.txt", done
+        r = await client.get(f"/v1/uploads/{upload_id}/content", headers=t.admin.headers)
+        assert r.status_code == 200 and r.content == HOSTILE_TEXT
+        assert f'filename="{name}.txt"' in r.headers["content-disposition"]
+    assert (await state_of(client, t, safe))["filename"] == "notes.txt"
+    done = await state_of(client, t, png)
+    assert (done["state"], done["filename"]) == ("clean", "photo.html.png")
+    events = (
+        await client.get("/v1/audit", params={"action": "upload.verdict"}, headers=t.admin.headers)
+    ).json()
+    renamed = {e["details"].get("renamed_to") for e in events["items"]}
+    assert "app.js.txt" in renamed and "photo.html.png" in renamed
+
+
+async def test_text_under_an_active_extension_is_rejected_when_the_policy_says_so(client, run_worker) -> None:
+    t = await create_tenant(client)
+    r = await client.put("/v1/policy", json={"extension_mismatch_action": "reject"}, headers=t.admin.headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["extension_mismatch_action"] == "reject"
+    assert (await client.get("/v1/policy", headers=t.admin.headers)).json()[
+        "extension_mismatch_action"
+    ] == "reject"
+    ids = [(await upload(client, t.admin, HOSTILE_TEXT, name, "text/plain"))["id"] for name in ACTIVE_NAMES]
+    safe = (await upload(client, t.admin, HOSTILE_TEXT, "notes.txt", "text/plain"))["id"]
+    await run_worker()
+    for upload_id in ids:
+        done = await state_of(client, t, upload_id)
+        assert (done["state"], done["reason"]) == ("rejected", "extension_mismatch"), done
+        assert (
+            await client.get(f"/v1/uploads/{upload_id}/content", headers=t.admin.headers)
+        ).status_code == 409
+    assert (await state_of(client, t, safe))["state"] == "clean"
+    r = await client.put("/v1/policy", json={"extension_mismatch_action": "allow"}, headers=t.admin.headers)
+    assert r.status_code == 400, r.text

@@ -348,7 +348,8 @@ async def test_raw_and_multipart_uploads_are_scanned_and_served_from_s3(
     assert (await state_of(client, t, ids[2][0]))["detected_type"] == "application/pdf"
     # The scan copies went away with the scans.
     scratch = settings.scan_scratch
-    assert not scratch.exists() or list(scratch.iterdir()) == []
+    assert list(scratch.iterdir()) == []
+    assert scratch.stat().st_mode & 0o777 == 0o700
 
     # Deleting an upload deletes its object.
     r = await client.delete(f"/v1/uploads/{ids[0][0]}", headers=t.admin.headers)

@@ -513,3 +513,81 @@ def test_zip_with_data_before_it_is_inspected_as_an_archive(tmp_path: Path) -> N
     # Self-extracting archives and zip-based formats libmagic names otherwise are still walked.
     data = b"\x00\x01\x02\x03" * 64 + samples.zip_bomb(20 * 1024 * 1024)
     assert reason(check(tmp_path, data)) == "archive_limits"
+
+
+def named(tmp_path: Path, data: bytes, filename: str, action: str = "rename") -> TypeCheck:
+    path = tmp_path / "upload"
+    path.write_bytes(data)
+    base = policy()
+    return check_file(
+        path,
+        declared_type=None,
+        filename=filename,
+        policy=TypePolicy(
+            allowed_types=base.allowed_types,
+            max_depth=base.max_depth,
+            max_members=base.max_members,
+            max_total_size=base.max_total_size,
+            max_ratio=base.max_ratio,
+            extension_mismatch=action,  # type: ignore[arg-type]
+        ),
+    )
+
+
+TEXT = b"just words <b onmouseover=alert(1)>hover</b>\n"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "a.html",
+        "a.HTM",
+        "a.\uff48\uff54\uff4d\uff4c",  # fullwidth letters
+        "a.js",
+        "a.mjs",
+        "a.ps1",
+        "a.vbs",
+        "a.svg",
+        "a.hta",
+        "a.bat",
+        "a.cmd",
+        "a.exe",
+        "a.sh",
+    ],
+)
+def test_text_named_with_an_active_extension_is_a_mismatch(tmp_path: Path, name: str) -> None:
+    renamed = named(tmp_path, TEXT, name)
+    assert (renamed.detected_type, renamed.decision, renamed.rename_extension) == ("text/plain", None, "txt")
+    rejected = named(tmp_path, TEXT, name, "reject")
+    assert reason(rejected) == "extension_mismatch" and rejected.rename_extension is None
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "extension"),
+    [
+        (samples.png_bytes(), "photo.html", "png"),
+        (samples.pdf_bytes(), "doc.js", "pdf"),
+        (b"@echo off\r\necho hi\r\n", "run.sh", "txt"),  # a batch file is not a shell script
+    ],
+)
+def test_other_content_under_an_active_extension_gets_its_own(
+    tmp_path: Path, data: bytes, name: str, extension: str
+) -> None:
+    assert named(tmp_path, data, name).rename_extension == extension
+
+
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [
+        (TEXT, "notes.txt"),
+        (TEXT, "README"),
+        (TEXT, "archive.tar.html.txt"),
+        (samples.png_bytes(), "photo.png"),
+        (samples.svg_bytes("<rect width='1' height='1'/>"), "inert.svg"),
+        (b"#!/bin/sh\necho hi\n", "tool.sh"),
+        (b"@echo off\r\necho hi\r\n", "tool.bat"),
+    ],
+)
+def test_names_borne_out_by_their_content_pass(tmp_path: Path, data: bytes, name: str) -> None:
+    result = named(tmp_path, data, name, "reject")
+    assert (result.decision, result.rename_extension) == (None, None), result
