@@ -21,18 +21,18 @@ def tcp_listeners(pid: int) -> list[str]:
     ]
 
 
-def connects_as_nobody(path: Path) -> bool:
-    """Whether the unprivileged user `nobody` can open the unix socket at `path` (needs root to switch)."""
+def connects_as(path: Path, user: str = "nobody") -> bool:
+    """Whether an unprivileged user (default `nobody`) can open the unix socket at `path` (root only)."""
     if os.geteuid() != 0:
         pytest.skip("only root can act as another local user")
-    nobody = pwd.getpwnam("nobody")
+    other = pwd.getpwnam(user)
     child = os.fork()
     if child == 0:  # pragma: no cover - the child reports through its exit code
         code = 1
         try:
             os.setgroups([])
-            os.setgid(nobody.pw_gid)
-            os.setuid(nobody.pw_uid)
+            os.setgid(other.pw_gid)
+            os.setuid(other.pw_uid)
             with socket.socket(socket.AF_UNIX) as s:
                 s.settimeout(3)
                 s.connect(str(path))

@@ -24,7 +24,7 @@ from arq.connections import RedisSettings, create_pool
 from scanning import samples
 from scanning.clamav import ClamdClient
 from tests.e2e.conftest import PASSWORD, cli_tenant_create
-from tests.local_user import connects_as_nobody, loose_modes, tcp_listeners
+from tests.local_user import connects_as, loose_modes, tcp_listeners
 
 
 def _port() -> int:
@@ -171,8 +171,8 @@ def assert_private(data_dir: Path) -> None:
     assert asyncio.run(ClamdClient(recorded["FILEGATE_CLAMD_URL"]).ping())
 
     if os.geteuid() == 0:  # the reviewer's attack: an unprivileged local user
-        assert not connects_as_nobody(valkey_socket)
-        assert not connects_as_nobody(clamd_socket)
+        assert not connects_as(valkey_socket)
+        assert not connects_as(clamd_socket)
 
     assert loose_modes(data_dir) == []
     # The data directory itself: nobody else may list or write it (root lets the postgres and clamav
