@@ -46,7 +46,10 @@ def dev(port: int | None) -> None:
 
     base = Settings.from_env()
     configure_logging(base.server.log_level)
-    servers = embedded.start(base.server.data_dir, base.database.app_role)
+    try:
+        servers = embedded.start(base.server.data_dir, base.database.app_role)
+    except embedded.EmbeddedError as exc:
+        _fail(str(exc))
     try:
         for key, value in servers.env(base.database.app_role).items():
             os.environ.setdefault(key, value)

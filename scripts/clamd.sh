@@ -7,8 +7,11 @@
 #
 # Everything lives in <dir>: clamd.conf, db/ (our test signatures and, when present, the official
 # databases), tmp/ (clamd spools every INSTREAM there), run/ (clamd.pid, clamd.sock), clamd.log
-# (clamd's log) and clamd.out (its stdout/stderr). It listens on 127.0.0.1:<port> (default 3310) and on
-# the unix socket <dir>/run/clamd.sock. The caller picks a free port.
+# (clamd's log) and clamd.out (its stdout/stderr), all private to clamd's user (directories 0700,
+# files 0600). It listens on the unix socket <dir>/run/clamd.sock (mode 0600): clamd has no
+# authentication, so whoever can connect can also send SHUTDOWN, and only the socket's owner (and
+# root) may. With a port it ALSO listens on 127.0.0.1:<port>, open to every local user: for tests
+# and containers only, never for a daemon on a shared machine. The caller picks a free port.
 #
 # Environment (read by `start`):
 #   CLAMD_STREAM_MAX      StreamMaxLength, MaxScanSize and MaxFileSize (default 4000M). ClamAV cannot
@@ -47,6 +50,7 @@ dir=$(cd "$dir" && pwd)
 conf="$dir/clamd.conf"
 pidfile="$dir/run/clamd.pid"
 portfile="$dir/run/port"
+sock="$dir/run/clamd.sock"
 log="$dir/clamd.log"
 out="$dir/clamd.out"
 
@@ -74,6 +78,27 @@ ping_port() {
     2>/dev/null | grep -q PONG
 }
 
+# PING over the unix socket (bash cannot open one; Python, which Filegate needs anyway, can).
+ping_socket() {
+  timeout 3 python3 -c '
+import socket, sys
+with socket.socket(socket.AF_UNIX) as s:
+    s.settimeout(2)
+    s.connect(sys.argv[1])
+    s.sendall(b"zPING\0")
+    sys.exit(0 if s.recv(4) == b"PONG" else 1)
+' "$sock" 2>/dev/null
+}
+
+# PING where this daemon listens: "unix" (the socket alone) or a TCP port.
+ping_listen() {
+  if [[ $1 == unix ]]; then ping_socket; else ping_port "$1"; fi
+}
+
+where() {
+  if [[ $1 == unix ]]; then echo "$sock"; else echo "127.0.0.1:$1 and $sock"; fi
+}
+
 port_in_use() {
   # shellcheck disable=SC2016
   timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/"$1"' _ "$1" 2>/dev/null
@@ -89,10 +114,10 @@ show_logs() {
   tail -n 40 "$f" >&2
 }
 
-wait_for_pong() { # pid port
-  local pid=$1 port=$2 deadline=$((SECONDS + ${CLAMD_START_TIMEOUT:-60}))
+wait_for_pong() { # pid listen
+  local pid=$1 listen=$2 deadline=$((SECONDS + ${CLAMD_START_TIMEOUT:-60}))
   while ((SECONDS < deadline)); do
-    if ping_port "$port"; then return 0; fi
+    if ping_listen "$listen"; then return 0; fi
     kill -0 "$pid" 2>/dev/null || return 1
     sleep 0.1
   done
@@ -116,8 +141,8 @@ stop_pid() { # pid
   die "pid $pid does not exit"
 }
 
-write_conf() { # port user
-  local port=$1 user=$2 max=${CLAMD_STREAM_MAX:-4000M} base line key
+write_conf() { # listen user
+  local listen=$1 user=$2 max=${CLAMD_STREAM_MAX:-4000M} base line key
   base=$(
     cat <<EOF
 Foreground yes
@@ -127,10 +152,8 @@ PidFile $pidfile
 LogFile $log
 LogTime yes
 LogFileMaxSize 10M
-TCPSocket $port
-TCPAddr 127.0.0.1
-LocalSocket $dir/run/clamd.sock
-LocalSocketMode 660
+LocalSocket $sock
+LocalSocketMode 600
 FixStaleSocket yes
 StreamMaxLength $max
 MaxScanSize $max
@@ -142,6 +165,7 @@ AlertExceedsMax yes
 SelfCheck 600
 EOF
   )
+  [[ $listen != unix ]] && base+=$'\n'"TCPSocket $listen"$'\n'"TCPAddr 127.0.0.1"
   [[ -n $user ]] && base+=$'\n'"User $user"
   # Extra lines replace the option of the same name: clamd rejects most options given twice.
   while IFS= read -r line; do
@@ -190,29 +214,36 @@ pick_user() {
 }
 
 start() {
-  local port=${1:-3310} pid user clamd t0
-  if ! [[ $port =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then die "bad port: $port"; fi
+  local listen=${1:-unix} pid user clamd t0
+  if [[ $listen != unix ]] && { ! [[ $listen =~ ^[0-9]+$ ]] || ((listen < 1 || listen > 65535)); }; then
+    die "bad port: $listen"
+  fi
+  # The unix socket's path must fit sun_path (108 bytes with its NUL on Linux).
+  ((${#sock} < 108)) || die "socket path too long (${#sock} bytes): $sock; use a shorter <dir>"
   if pid=$(running_pid); then
-    local old_port
-    old_port=$(cat "$portfile" 2>/dev/null || echo "?")
-    [[ $old_port == "$port" ]] || die "already running from $dir on port $old_port (pid $pid); stop it first"
-    wait_for_pong "$pid" "$port" || {
+    local old
+    old=$(cat "$portfile" 2>/dev/null || echo "?")
+    [[ $old == "$listen" ]] || die "already running from $dir on $(where "$old") (pid $pid); stop it first"
+    wait_for_pong "$pid" "$listen" || {
       show_logs
-      die "running (pid $pid) but no PONG on 127.0.0.1:$port"
+      die "running (pid $pid) but no PONG on $(where "$listen")"
     }
-    say "already running on 127.0.0.1:$port (pid $pid)"
+    say "already running on $(where "$listen") (pid $pid)"
     return 0
   fi
   clamd=${CLAMD_BIN:-$(command -v clamd || echo /usr/sbin/clamd)}
   [[ -x $clamd ]] || die "clamd not found; install the Debian package clamav-daemon (scripts/install.sh)"
-  port_in_use "$port" && die "port $port is already in use"
+  [[ $listen != unix ]] && port_in_use "$listen" && die "port $listen is already in use"
 
+  # Private: the config, the pid, the logs and the spooled scans are nobody else's business.
+  umask 077
   mkdir -p "$dir/tmp" "$dir/run"
-  rm -f "$pidfile" "$dir/run/clamd.sock"
+  chmod -R go= "$dir" # what an older clamd.sh left readable (the logs, the config) too
+  rm -f "$pidfile" "$sock"
   fill_db
   user=$(pick_user)
-  write_conf "$port" "$user"
-  echo "$port" >"$portfile"
+  write_conf "$listen" "$user"
+  echo "$listen" >"$portfile"
   : >"$out"
 
   t0=$(date +%s.%N)
@@ -222,15 +253,15 @@ start() {
   pid=$!
   echo "$pid" >"$pidfile"
   [[ -n $user ]] && chown "$user": "$pidfile"
-  if ! wait_for_pong "$pid" "$port"; then
+  if ! wait_for_pong "$pid" "$listen"; then
     show_logs
     if kill -0 "$pid" 2>/dev/null; then
       kill -KILL "$pid" 2>/dev/null || true
-      die "clamd did not answer PING on 127.0.0.1:$port within ${CLAMD_START_TIMEOUT:-60} s"
+      die "clamd did not answer PING on $(where "$listen") within ${CLAMD_START_TIMEOUT:-60} s"
     fi
     die "clamd exited before answering PING (see above)"
   fi
-  say "up on 127.0.0.1:$port and $dir/run/clamd.sock (pid $pid, user ${user:-$(id -un)}, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s)"
+  say "up on $(where "$listen") (pid $pid, user ${user:-$(id -un)}, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s)"
 }
 
 stop() {
@@ -241,26 +272,26 @@ stop() {
   else
     say "not running"
   fi
-  rm -f "$pidfile" "$dir/run/clamd.sock"
+  rm -f "$pidfile" "$sock"
 }
 
 status() {
-  local pid port
+  local pid listen
   if ! pid=$(running_pid); then
     say "not running"
     return 3
   fi
-  port=$(cat "$portfile" 2>/dev/null || echo 3310)
-  if ping_port "$port"; then
-    say "running on 127.0.0.1:$port (pid $pid)"
+  listen=$(cat "$portfile" 2>/dev/null || echo unix)
+  if ping_listen "$listen"; then
+    say "running on $(where "$listen") (pid $pid)"
     return 0
   fi
-  say "running (pid $pid) but no PONG on 127.0.0.1:$port"
+  say "running (pid $pid) but no PONG on $(where "$listen")"
   return 1
 }
 
 case $cmd in
-  start) start "${3:-3310}" ;;
+  start) start "${3:-unix}" ;;
   stop) stop ;;
   status) status ;;
 esac

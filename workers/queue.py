@@ -7,6 +7,7 @@ from datetime import timedelta
 from arq.connections import ArqRedis
 
 from gateway.settings import Settings
+from workers import codec
 
 
 class ArqQueue:
@@ -19,6 +20,10 @@ class ArqQueue:
         """A queue whose connections open on first use: a gateway starts (and says it is not ready)
         even while Redis is down, and uploads made then wait in the outbox for the reconciler."""
         pool = ArqRedis.from_url(settings.redis.url or "", socket_timeout=5, socket_connect_timeout=5)
+        # from_url hands its keyword arguments to the connection pool, so the codec is set as arq's
+        # create_pool sets it.
+        pool.job_serializer = codec.encode
+        pool.job_deserializer = codec.decode
         return cls(pool, queue_name(settings))
 
     async def enqueue(self, name: str, *args: str, job_id: str, defer_by: float | None = None) -> bool:

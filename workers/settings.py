@@ -17,7 +17,7 @@ from gateway.settings import Settings
 from gateway.uploads.pipeline import ScanPipeline
 from gateway.uploads.quarantine import quarantine_store
 from scanning.clamav import ClamdClient
-from workers import deliver, maintenance, scan  # noqa: F401  (register their tasks)
+from workers import codec, deliver, maintenance, scan  # noqa: F401  (register their tasks)
 from workers.queue import ArqQueue, queue_name
 from workers.registry import TASKS, Services, TaskSpec, job_context
 
@@ -115,6 +115,9 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
             ),
         ],
         "redis_settings": RedisSettings.from_dsn(settings.redis.url or ""),
+        # Never arq's default (pickle): bytes read from Redis must not be able to run code in the worker.
+        "job_serializer": codec.encode,
+        "job_deserializer": codec.decode,
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
         "queue_name": queue_name(settings),

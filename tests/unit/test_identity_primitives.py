@@ -105,9 +105,10 @@ def test_key_ring_rotation_keeps_old_keys_until_their_tokens_expire(tmp_path) ->
     assert rotated.current.kid != ring.current.kid
     assert len(rotated.keys) == 2
     AccessTokens(rotated, issuer="i", audience="a", ttl=900).verify(old_token)  # still valid
-    path = tmp_path / "ring.json"
+    path = tmp_path / "keys" / "ring.json"
     rotated.save(path)
     assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert oct(path.parent.stat().st_mode & 0o777) == "0o700"  # whatever the umask
     assert [k.kid for k in KeyRing.load(path).keys] == [k.kid for k in rotated.keys]
     # A key superseded long ago (its successor is two hours old) is dropped on the next rotation.
     old, new = ring.current, rotated.current

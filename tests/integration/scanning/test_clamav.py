@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import pwd
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import zipfile
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -29,6 +31,7 @@ from scanning.clamav import (
 )
 from scanning.verdicts import Clean, Infected, ScanError
 from tests.clamd import (
+    CLAMD_SH,
     OFFICIAL,
     RunningClamd,
     clamd_sh,
@@ -36,6 +39,7 @@ from tests.clamd import (
     start_clamd,
     stop_clamd,
 )
+from tests.local_user import connects_as, loose_modes, tcp_listeners
 
 EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 MARKER = b"FILEGATE-TEST-MALWARE-" + b"MARKER-7f3a"
@@ -440,3 +444,67 @@ def test_clamd_sh_is_idempotent(disposable_clamd: RunningClamd) -> None:
     assert clamd_sh("stop", d).returncode == 0
     restarted = clamd_sh("start", d, port, env={"CLAMD_OFFICIAL": "0"})
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+
+
+async def test_clamd_sh_without_a_port_listens_on_no_tcp_port_only_a_private_socket() -> None:
+    """The embedded shape: on TCP any local user could send clamd SHUTDOWN; it has no authentication."""
+    directory = Path(tempfile.mkdtemp(prefix="filegate-clamd-unix-"))
+    try:
+        started = clamd_sh("start", str(directory), env={"CLAMD_OFFICIAL": "0"})
+        assert started.returncode == 0, started.stdout + started.stderr
+        pid = int((directory / "run" / "clamd.pid").read_text())
+        assert tcp_listeners(pid) == []
+        sock = directory / "run" / "clamd.sock"
+        assert (directory / "run").stat().st_mode & 0o777 == 0o700
+        assert sock.stat().st_mode & 0o777 == 0o600
+        assert await ClamdClient(f"unix://{sock}").ping()
+        assert clamd_sh("status", str(directory)).returncode == 0
+        again = clamd_sh("start", str(directory), env={"CLAMD_OFFICIAL": "0"})
+        assert again.returncode == 0, again.stderr
+        assert "already running" in again.stdout
+        assert clamd_sh("start", str(directory), str(free_port())).returncode != 0  # not a second shape
+        assert loose_modes(directory) == []  # config, pid, logs, signatures: the owner's alone
+        if os.geteuid() == 0:
+            assert not connects_as(sock)
+            assert await ClamdClient(f"unix://{sock}").ping()  # still up: nobody could not SHUTDOWN it
+    finally:
+        assert clamd_sh("stop", str(directory)).returncode == 0
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+async def test_clamd_sh_run_by_a_normal_user_keeps_its_socket_to_that_user() -> None:
+    """Without root clamd keeps the caller's user: the socket is that user's alone, not another's."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to act as two other users")
+    directory = Path(tempfile.mkdtemp(prefix="filegate-clamd-user-"))
+    shutil.chown(directory, "nobody")
+    # A PATH that user can read: the system python3 (clamd.sh pings the socket with it) and clamd.
+    as_nobody = [
+        "runuser",
+        "-u",
+        "nobody",
+        "--",
+        "env",
+        "PATH=/usr/bin:/bin:/usr/sbin:/sbin",
+        "CLAMD_OFFICIAL=0",
+    ]
+    try:
+        started = subprocess.run(
+            [*as_nobody, "bash", str(CLAMD_SH), "start", str(directory)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert started.returncode == 0, started.stdout + started.stderr
+        pid = int((directory / "run" / "clamd.pid").read_text())
+        assert Path(f"/proc/{pid}").stat().st_uid == pwd.getpwnam("nobody").pw_uid
+        assert tcp_listeners(pid) == []
+        sock = directory / "run" / "clamd.sock"
+        assert sock.stat().st_uid == pwd.getpwnam("nobody").pw_uid
+        assert sock.stat().st_mode & 0o777 == 0o600
+        assert loose_modes(directory) == []
+        assert connects_as(sock)  # its user
+        assert not connects_as(sock, user="daemon")  # anyone else
+    finally:
+        subprocess.run([*as_nobody, "bash", str(CLAMD_SH), "stop", str(directory)], timeout=60, check=False)
+        shutil.rmtree(directory, ignore_errors=True)

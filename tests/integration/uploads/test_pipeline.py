@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import pickle
+import time
 import uuid
 import zipfile
+from pathlib import Path
 
 import msgspec
 import pytest
 from redis.asyncio import Redis
+from structlog.testing import capture_logs
 
 from gateway.audit import AuditRecorder
 from gateway.db import Database, create_engine
@@ -213,6 +217,47 @@ async def test_lost_job_is_reconciled(client, run_worker, settings) -> None:
         await queue.close()
         await db.dispose()
     await run_worker()
+    assert (await state_of(client, t, u["id"]))["state"] == "clean"
+
+
+class _TouchesAMarker:
+    """Unpickling this opens (creates) the marker file: what an attacker's payload would do with a shell."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (str(self.marker), "w"))
+
+
+async def test_pickle_planted_in_the_queue_is_never_unpickled_and_the_worker_goes_on(
+    client, run_worker, settings, tmp_path
+) -> None:
+    """Whoever can write to Redis plants a pickled job, as arq's default serializer would have read it."""
+    t = await create_tenant(client)
+    marker = tmp_path / "pwned"
+    evil_id = f"evil:{uuid.uuid4()}"
+    payload = pickle.dumps(
+        {"t": 1, "f": "scan_upload", "a": (_TouchesAMarker(marker),), "k": {}, "et": int(time.time() * 1000)}
+    )
+    redis = Redis.from_url(REDIS)
+    try:
+        await redis.set(f"arq:job:{evil_id}", payload, ex=600)
+        await redis.zadd(queue_name(settings), {evil_id: int(time.time() * 1000)})
+        u = await upload(client, t.admin, samples.png_bytes(), "a.png", "image/png")
+        with capture_logs() as logs:
+            await run_worker()
+        assert not marker.exists(), "the worker unpickled a job payload from Redis"
+        # Dropped, not retried forever, and said out loud.
+        assert await redis.zscore(queue_name(settings), evil_id) is None
+        assert await redis.exists(f"arq:job:{evil_id}") == 0
+        assert any(
+            e["event"] == "security.alert" and e.get("kind") == "job_payload_rejected" for e in logs
+        ), logs
+    finally:
+        await redis.delete(f"arq:job:{evil_id}", f"arq:result:{evil_id}", f"arq:retry:{evil_id}")
+        await redis.aclose()
+    # The worker kept going: the legitimate scan queued after the planted job still gets its verdict.
     assert (await state_of(client, t, u["id"]))["state"] == "clean"
 
 

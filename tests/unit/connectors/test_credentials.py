@@ -84,6 +84,7 @@ def test_key_ring_file_and_inline_forms(tmp_path) -> None:
     path = tmp_path / "keys" / "keyring.json"
     ring.save(path)
     assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert oct(path.parent.stat().st_mode & 0o777) == "0o700"  # whatever the umask
     assert LocalKeyRing.load(str(path)).versions == [1, 2]
     assert LocalKeyRing.load(path.read_text()).versions == [1, 2]
     for bad in [
