@@ -31,7 +31,10 @@ class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True):
     app_role: str = "filegate_app"
     """FILEGATE_DATABASE_APP_ROLE: the role the migrations grant to; it owns no table."""
     pool_size: int = 10
-    """FILEGATE_DATABASE_POOL_SIZE."""
+    """FILEGATE_DATABASE_POOL_SIZE connections per process (and as many again in overflow)."""
+    pool_timeout: int = 10
+    """FILEGATE_DATABASE_POOL_TIMEOUT seconds a request waits for a pooled connection before it is answered
+    503 `service_unavailable` with Retry-After."""
 
 
 class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -202,6 +205,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 migrate_url=get("MIGRATE_DATABASE_URL"),
                 app_role=get("DATABASE_APP_ROLE") or "filegate_app",
                 pool_size=integer("DATABASE_POOL_SIZE", 10, minimum=1),
+                pool_timeout=integer("DATABASE_POOL_TIMEOUT", 10, minimum=1, maximum=300),
             ),
             redis=RedisSettings(url=get("REDIS_URL"), key_prefix=get("REDIS_KEY_PREFIX") or "fg:"),
             auth=AuthSettings(
