@@ -261,6 +261,7 @@ _CONNECTOR_STATUS: dict[str, tuple[int, str]] = {
     "connector_auth_failed": (502, "The destination refused the connection's credentials"),
     "connector_throttled": (503, "The destination is throttling requests"),
     "connector_unavailable": (502, "The destination is unavailable"),
+    "connector_timeout": (504, "The destination did not answer in time"),
     "connector_rejected": (422, "The destination refused the request"),
     "unsupported_operation": (409, "Not supported by this kind of connection"),
 }

@@ -135,6 +135,13 @@ class ConnectorSettings(msgspec.Struct, frozen=True, kw_only=True):
     """FILEGATE_MEDIA_URL_TTL seconds a signed media URL (fetched by the Instagram Graph API) is valid."""
     token_refresh_days: int = 7
     """FILEGATE_TOKEN_REFRESH_DAYS: refresh a long-lived connector token this many days before it expires."""
+    timeout: int = 30
+    """FILEGATE_CONNECTOR_TIMEOUT seconds a call to a tenant's service may take in total (a streamed
+    transfer: between two chunks; an Instagram publish: FILEGATE_INSTAGRAM_MAX_WAIT more); then 504
+    `connector_timeout` (a delivery retries)."""
+    concurrency_per_tenant: int = 8
+    """FILEGATE_CONNECTOR_CONCURRENCY_PER_TENANT calls to its services one tenant may have in flight in one
+    process; more is refused at once with 429 `connector_busy` (a delivery waits and retries)."""
 
 
 class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -253,6 +260,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 delivery_retry_base=float(integer("DELIVERY_RETRY_BASE_MS", 5000, minimum=1)) / 1000,
                 media_url_ttl=integer("MEDIA_URL_TTL", 900, minimum=30, maximum=3600),
                 token_refresh_days=integer("TOKEN_REFRESH_DAYS", 7, minimum=1, maximum=50),
+                timeout=integer("CONNECTOR_TIMEOUT", 30, minimum=1, maximum=600),
+                concurrency_per_tenant=integer("CONNECTOR_CONCURRENCY_PER_TENANT", 8, minimum=1),
             ),
             server=ServerSettings(
                 host=get("HOST") or "127.0.0.1",
