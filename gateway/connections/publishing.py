@@ -83,7 +83,7 @@ class PublishingService:
                 raise NotFound()
             if upload.state not in SERVABLE or upload.purged_at is not None:
                 raise NotClean("only a clean upload can be published")
-            opened = self.connections.open(connection)
+            opened = await self.connections.opening(connection)
             try:
                 published = await self.publish(opened, upload, data.caption)
             finally:

@@ -12,6 +12,7 @@ and its audit event is written in another short transaction.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
 from dataclasses import dataclass
@@ -236,7 +237,7 @@ class ConnectionService:
         async with self.remote.slot(principal.tenant_id):
             connection = await self.fetch(principal.tenant_id, connection_id)
             try:
-                opened = self.open(connection)
+                opened = await self.opening(connection)
             except SecretsUnreadable as exc:
                 result = ConnectionTest(ok=False, detail=exc.detail)
             else:
@@ -267,9 +268,16 @@ class ConnectionService:
             connection, connector, ObjectRoot.of(connection.tenant_id, base_of(connection.kind, config))
         )
 
+    async def opening(self, connection: Connection) -> Opened:
+        """`open` on a worker thread (the tenant's own, inside its slot), within the call's deadline: building
+        an SDK client costs about 0.1 s of CPU (boto3 loads its service model for every new session), which
+        must not stall the event loop every tenant's requests share."""
+        async with self.remote.deadline():
+            return await asyncio.to_thread(self.open, connection)
+
     async def open_by_id(self, tenant_id: uuid.UUID, connection_id: uuid.UUID) -> Opened:
         """The connection opened for remote calls; its record is read (and the transaction over) first."""
-        return self.open(await self.fetch(tenant_id, connection_id))
+        return await self.opening(await self.fetch(tenant_id, connection_id))
 
     def _open_values(self, connection: Connection, *, tolerate_unreadable: bool = False) -> dict[str, str]:
         values: dict[str, str] = {}
@@ -320,7 +328,7 @@ class ConnectionService:
         async with self.remote.slot(principal.tenant_id):
             connection = await self.fetch(principal.tenant_id, connection_id)
             inner = self._unwrap_cursor(connection, prefix, cursor) if cursor else None
-            opened = self.open(connection)
+            opened = await self.opening(connection)
             try:
                 full_prefix = opened.root.listing_prefix(prefix)
                 async with self.remote.deadline():
@@ -344,16 +352,19 @@ class ConnectionService:
         slot = self.remote.acquire(principal.tenant_id)
         opened: Opened | None = None
         try:
-            opened = await self.open_by_id(principal.tenant_id, connection_id)
-            full = opened.root.key(key)
-            storage = opened.storage()
-            async with self.remote.deadline():
-                info = await storage.stat(full)
+            with slot.on_own_threads():
+                opened = await self.open_by_id(principal.tenant_id, connection_id)
+                full = opened.root.key(key)
+                storage = opened.storage()
+                async with self.remote.deadline():
+                    info = await storage.stat(full)
             await self._access(principal, ctx, connection_id, "get", key)
         except BaseException:
-            slot.release()
-            if opened is not None:
-                await opened.aclose()
+            try:
+                if opened is not None:
+                    await opened.aclose()
+            finally:
+                slot.release()
             raise
         return info, self.remote.download(storage.get(full), slot=slot, close=opened.aclose)
 

@@ -60,7 +60,7 @@ async def refresh_one(
         async with connections.remote.slot(tenant_id):
             connection = await connections.fetch(tenant_id, connection_id)
             try:
-                opened = connections.open(connection)
+                opened = await connections.opening(connection)
             except (SecretsUnreadable, ConnectorError):
                 log.warning("connection.token_refresh_skipped", connection_id=str(connection_id))
                 return 0

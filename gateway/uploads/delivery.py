@@ -86,7 +86,8 @@ class DeliveryPipeline:
             # The tenant's other deliveries (or requests) hold every slot: wait a little, costing no attempt.
             return DeliverLater(defer=self.settings.delivery_retry_base, reason="connector_busy")
         try:
-            return await self._run(tenant_id, upload_id, AuditContext(request_id=request_id))
+            with slot.on_own_threads():
+                return await self._run(tenant_id, upload_id, AuditContext(request_id=request_id))
         finally:
             slot.release()
 
@@ -108,28 +109,34 @@ class DeliveryPipeline:
         except SecretsUnreadable:
             return await self._finish(tenant_id, upload, ctx, failure="secrets_unreadable")
         except ConnectorError as exc:
-            return await self._finish(tenant_id, upload, ctx, failure=exc.code)
+            return await self._failed(tenant_id, upload, ctx, exc)
         try:
             ref = await self._deliver(tenant_id, upload, opened)
         except ConnectorError as exc:
-            if exc.retryable and upload.delivery_attempts < self.settings.delivery_max_tries:
-                defer = exc.retry_after or min(
-                    self.settings.delivery_retry_base * 2 ** (upload.delivery_attempts - 1), MAX_BACKOFF
-                )
-                log.warning(
-                    "delivery.retry",
-                    upload_id=str(upload_id),
-                    reason=exc.code,
-                    attempt=upload.delivery_attempts,
-                    defer_s=defer,
-                )
-                return DeliverLater(defer=defer, reason=exc.code)
-            return await self._finish(tenant_id, upload, ctx, failure=exc.code)
+            return await self._failed(tenant_id, upload, ctx, exc)
         except FilegateError as exc:  # e.g. media links not configured
             return await self._finish(tenant_id, upload, ctx, failure=exc.code)
         finally:
             await opened.aclose()
         return await self._finish(tenant_id, upload, ctx, ref=ref)
+
+    async def _failed(
+        self, tenant_id: uuid.UUID, upload: Upload, ctx: AuditContext, exc: ConnectorError
+    ) -> DeliveryOutcome:
+        """A throttled, unreachable or silent destination is retried with backoff; anything else fails."""
+        if exc.retryable and upload.delivery_attempts < self.settings.delivery_max_tries:
+            defer = exc.retry_after or min(
+                self.settings.delivery_retry_base * 2 ** (upload.delivery_attempts - 1), MAX_BACKOFF
+            )
+            log.warning(
+                "delivery.retry",
+                upload_id=str(upload.id),
+                reason=exc.code,
+                attempt=upload.delivery_attempts,
+                defer_s=defer,
+            )
+            return DeliverLater(defer=defer, reason=exc.code)
+        return await self._finish(tenant_id, upload, ctx, failure=exc.code)
 
     async def _deliver(self, tenant_id: uuid.UUID, upload: Upload, opened: Opened) -> str:
         if isinstance(opened.connector, Connector):

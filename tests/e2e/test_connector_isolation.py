@@ -70,6 +70,18 @@ def gateway(test_db: TestDatabase, tmp_path: Path) -> Iterator[LiveServer]:
         yield server
 
 
+@pytest.fixture
+def gateway_default_cap(test_db: TestDatabase, tmp_path: Path) -> Iterator[LiveServer]:
+    with running_gateway(
+        test_db,
+        tmp_path,
+        FILEGATE_CONNECTOR_ALLOW_PRIVATE="true",
+        FILEGATE_CONNECTOR_TIMEOUT=str(CONNECTOR_TIMEOUT),
+        FILEGATE_LOGIN_IP_LIMIT="1000",
+    ) as server:
+        yield server
+
+
 def _headers(tenant: Tenant) -> dict[str, str]:
     return {"Authorization": f"Bearer {tenant.access_token}"}
 
@@ -152,3 +164,33 @@ async def test_tarpit_endpoint_of_one_tenant_cannot_exhaust_the_pool_for_another
     async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
         again = await http.get(f"{base}/objects/photo.jpg", headers=_headers(a))
     assert again.status_code == 504 and again.json()["code"] == "connector_timeout"
+
+
+async def test_tarpit_endpoint_of_one_tenant_cannot_tie_up_the_threads_another_needs(
+    gateway_default_cap: LiveServer, tarpit: int
+) -> None:
+    """A blocking SDK call stuck on a silent service keeps its worker thread even after its request gave up
+    (a thread cannot be cancelled): those threads must be the tenant's own, not the ones every other tenant's
+    connectors and uploads share."""
+    gateway = gateway_default_cap
+    a, b = make_tenant(gateway), make_tenant(gateway)
+    base = f"/v1/connections/{_tarpit_connection(gateway, a, tarpit)}"
+    r = httpx.post(
+        f"{gateway.url}/v1/connections",
+        headers=_headers(b),
+        json={"name": "files", "kind": "local", "config": {"base_path": "b-files"}, "secrets": {}},
+    )
+    assert r.status_code == 201, r.text
+    b_objects = f"/v1/connections/{r.json()['id']}/objects"
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=60) as http:
+        for _ in range(2):  # a second wave, while the first one's threads are still stuck
+            attack = [
+                asyncio.ensure_future(http.get(f"{base}/objects?prefix={i}", headers=_headers(a)))
+                for i in range(ATTACKERS)
+            ]
+            await asyncio.sleep(1.0)  # A's calls are parked on the tarpit, or refused
+            listing = await _timed(http.get(b_objects, headers=_headers(b), timeout=10))
+            assert listing[0] == 200, f"tenant B's listing: {listing[0]} after {listing[1]:.1f} s"
+            assert listing[1] < 1.5
+            for done in await asyncio.gather(*attack):
+                assert done.status_code in (504, 429), done.text
