@@ -10,9 +10,6 @@ the client can act on (504 `connector_timeout`, 429 `connector_busy` with Retry-
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,33 +25,6 @@ pytestmark = pytest.mark.e2e
 CONNECTOR_TIMEOUT = 2  # FILEGATE_CONNECTOR_TIMEOUT of the gateway under test
 CONCURRENCY = 4  # FILEGATE_CONNECTOR_CONCURRENCY_PER_TENANT of the gateway under test
 ATTACKERS = 22
-
-
-@pytest.fixture
-def tarpit() -> Iterator[int]:
-    """A port that accepts connections and never answers (nor closes them) until the test ends."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(512)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError, OSError):
-                held.append(listener.accept()[0])
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield int(listener.getsockname()[1])
-    finally:
-        stop.set()
-        thread.join(timeout=2)
-        for s in held:
-            s.close()
-        listener.close()
 
 
 @pytest.fixture
