@@ -79,7 +79,8 @@ async def refresh_one(
             await session.execute(
                 select(Connection)
                 .where(Connection.tenant_id == tenant_id, Connection.id == connection_id)
-                .with_for_update()
+                # NO KEY UPDATE: uploads naming this connection (which key-share lock it) need not wait.
+                .with_for_update(key_share=True)
             )
         ).scalar_one_or_none()
         if current is None or current.secrets_updated_at != connection.secrets_updated_at:
