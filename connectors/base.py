@@ -76,6 +76,13 @@ class Unavailable(ConnectorError):
     retryable = True
 
 
+class TimedOut(ConnectorError):
+    """The service took longer than the caller's deadline (a tarpit, a stalled transfer)."""
+
+    code = "connector_timeout"
+    retryable = True
+
+
 class Rejected(ConnectorError):
     """The service understood the request and refused it for good (bad media, bad config, quota)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -116,6 +117,7 @@ def create_app(settings: Settings) -> Litestar:
             settings, db=db, audit=audit, store=store, ring=ring, credentials=credentials
         )
         limiter = RateLimiter(redis, prefix)
+        wired.connections.remote.install(asyncio.get_running_loop())
         identity = IdentityService(
             settings=settings,
             db=db,

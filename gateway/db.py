@@ -29,6 +29,9 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
         target,
         pool_size=settings.database.pool_size,
         max_overflow=settings.database.pool_size,
+        # Waiting longer than this for a connection answers 503 (gateway/errors.py): a saturated pool
+        # sheds load at once instead of stacking requests behind SQLAlchemy's 30 s default.
+        pool_timeout=settings.database.pool_timeout,
         # No pre-ping: it costs a round trip on every checkout. A dropped connection fails its statement,
         # SQLAlchemy invalidates it, and the request's retry (or the next request) gets a fresh one.
         pool_recycle=1800,

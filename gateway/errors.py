@@ -16,6 +16,7 @@ from litestar.exceptions import (
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from connectors.base import ConnectorError
 
@@ -238,7 +239,8 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 
 
 def handle_dependency_down(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
-    """A lost database or Redis connection is the service being unavailable, not a bug: 503, retry soon."""
+    """A lost database or Redis connection, or no free connection in the pool within
+    FILEGATE_DATABASE_POOL_TIMEOUT, is the service being unavailable, not a bug: 503, retry soon."""
     if isinstance(exc, DBAPIError) and not exc.connection_invalidated:
         return handle_unexpected(request, exc)
     log.warning("http.dependency_unavailable", error_type=type(exc).__name__, path=request.url.path)
@@ -259,6 +261,7 @@ _CONNECTOR_STATUS: dict[str, tuple[int, str]] = {
     "connector_auth_failed": (502, "The destination refused the connection's credentials"),
     "connector_throttled": (503, "The destination is throttling requests"),
     "connector_unavailable": (502, "The destination is unavailable"),
+    "connector_timeout": (504, "The destination did not answer in time"),
     "connector_rejected": (422, "The destination refused the request"),
     "unsupported_operation": (409, "Not supported by this kind of connection"),
 }
@@ -280,6 +283,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     ConnectorError: handle_connector_error,
     HTTPException: handle_http_exception,
     DBAPIError: handle_dependency_down,
+    PoolTimeout: handle_dependency_down,
     RedisConnectionError: handle_dependency_down,
     Exception: handle_unexpected,
 }

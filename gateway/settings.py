@@ -31,7 +31,10 @@ class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True):
     app_role: str = "filegate_app"
     """FILEGATE_DATABASE_APP_ROLE: the role the migrations grant to; it owns no table."""
     pool_size: int = 10
-    """FILEGATE_DATABASE_POOL_SIZE."""
+    """FILEGATE_DATABASE_POOL_SIZE connections per process (and as many again in overflow)."""
+    pool_timeout: int = 10
+    """FILEGATE_DATABASE_POOL_TIMEOUT seconds a request waits for a pooled connection before it is answered
+    503 `service_unavailable` with Retry-After."""
 
 
 class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -134,6 +137,13 @@ class ConnectorSettings(msgspec.Struct, frozen=True, kw_only=True):
     """FILEGATE_MEDIA_URL_TTL seconds a signed media URL (fetched by the Instagram Graph API) is valid."""
     token_refresh_days: int = 7
     """FILEGATE_TOKEN_REFRESH_DAYS: refresh a long-lived connector token this many days before it expires."""
+    timeout: int = 30
+    """FILEGATE_CONNECTOR_TIMEOUT seconds a call to a tenant's service may take in total (a streamed
+    transfer: between two chunks; an Instagram publish: FILEGATE_INSTAGRAM_MAX_WAIT more); then 504
+    `connector_timeout` (a delivery retries)."""
+    concurrency_per_tenant: int = 8
+    """FILEGATE_CONNECTOR_CONCURRENCY_PER_TENANT calls to its services one tenant may have in flight in one
+    process; more is refused at once with 429 `connector_busy` (a delivery waits and retries)."""
 
 
 class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -204,6 +214,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 migrate_url=get("MIGRATE_DATABASE_URL"),
                 app_role=get("DATABASE_APP_ROLE") or "filegate_app",
                 pool_size=integer("DATABASE_POOL_SIZE", 10, minimum=1),
+                pool_timeout=integer("DATABASE_POOL_TIMEOUT", 10, minimum=1, maximum=300),
             ),
             redis=RedisSettings(url=get("REDIS_URL"), key_prefix=get("REDIS_KEY_PREFIX") or "fg:"),
             auth=AuthSettings(
@@ -252,6 +263,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 delivery_retry_base=float(integer("DELIVERY_RETRY_BASE_MS", 5000, minimum=1)) / 1000,
                 media_url_ttl=integer("MEDIA_URL_TTL", 900, minimum=30, maximum=3600),
                 token_refresh_days=integer("TOKEN_REFRESH_DAYS", 7, minimum=1, maximum=50),
+                timeout=integer("CONNECTOR_TIMEOUT", 30, minimum=1, maximum=600),
+                concurrency_per_tenant=integer("CONNECTOR_CONCURRENCY_PER_TENANT", 8, minimum=1),
             ),
             server=ServerSettings(
                 host=get("HOST") or "127.0.0.1",

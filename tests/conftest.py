@@ -25,6 +25,7 @@ from tests.azurite import azure_container, azurite_server  # noqa: F401  (shared
 from tests.clamd import clamd, clamd_url, disposable_clamd, small_clamd  # noqa: F401  (shared fixtures)
 from tests.oidc import hostile_oidc, oidc_provider  # noqa: F401  (shared fixtures)
 from tests.s3 import s3_bucket, s3_credentials, s3_server  # noqa: F401  (shared fixtures)
+from tests.tarpit import tarpit  # noqa: F401  (shared fixture)
 
 PG = os.environ.get("FILEGATE_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("FILEGATE_TEST_REDIS", "redis://127.0.0.1:6379/0")

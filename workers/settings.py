@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 from arq import cron, func
@@ -78,7 +79,9 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
     """The arq settings mapping for `arq.worker.run_worker` (or `Worker(**...)` in tests)."""
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        ctx["services"] = build_services(settings, ctx["redis"])
+        services = build_services(settings, ctx["redis"])
+        services.connections.remote.install(asyncio.get_running_loop())
+        ctx["services"] = services
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         await ctx["services"].db.dispose()

@@ -1,10 +1,16 @@
-"""HTTP routes of storage connections, brokered object access and signed media links."""
+"""HTTP routes of storage connections, brokered object access and signed media links.
+
+The routes that call a tenant's service (test, brokered objects, publish) take no request-scoped session:
+a transaction held while a remote service answers would pin a pooled database connection for as long as
+that service likes. Their services open short transactions of their own around the call.
+"""
 
 from __future__ import annotations
 
 import uuid
 
 from litestar import Controller, Request, delete, get, patch, post
+from litestar.background_tasks import BackgroundTask
 from litestar.params import Parameter
 from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -96,10 +102,9 @@ class ConnectionController(Controller):
         connection_id: uuid.UUID,
         connections: ConnectionService,
         principal: Principal,
-        session: AsyncSession,
         ctx: AuditContext,
     ) -> ConnectionTest:
-        return await connections.test(session, principal, connection_id, ctx)
+        return await connections.test(principal, connection_id, ctx)
 
     # --- brokered access -----------------------------------------------------------------------------
     @get("/{connection_id:uuid}/objects", guards=[requires(Permission.OBJECTS_READ)])
@@ -108,14 +113,13 @@ class ConnectionController(Controller):
         connection_id: uuid.UUID,
         connections: ConnectionService,
         principal: Principal,
-        session: AsyncSession,
         ctx: AuditContext,
         prefix: str = Parameter(default="", max_length=1024),
         limit: int | None = Parameter(ge=1, required=False),
         cursor: str | None = Parameter(max_length=8192, required=False),
     ) -> ObjectPage:
         return await connections.list_objects(
-            session, principal, connection_id, prefix=prefix, limit=limit, cursor=cursor, ctx=ctx
+            principal, connection_id, prefix=prefix, limit=limit, cursor=cursor, ctx=ctx
         )
 
     @get("/{connection_id:uuid}/objects/{key:path}", guards=[requires(Permission.OBJECTS_READ)])
@@ -125,13 +129,14 @@ class ConnectionController(Controller):
         key: str,
         connections: ConnectionService,
         principal: Principal,
-        session: AsyncSession,
         ctx: AuditContext,
     ) -> Stream:
         key = key.removeprefix("/")
-        info, body = await connections.open_object(session, principal, connection_id, key, ctx)
+        info, body = await connections.open_object(principal, connection_id, key, ctx)
         return Stream(
             body,
+            # Run after the body is sent, or when the client left early: frees the tenant's slot at once.
+            background=BackgroundTask(body.aclose),
             # Never the stored type: whatever is in the tenant's storage is served as bytes to save.
             media_type="application/octet-stream",
             headers={
@@ -154,10 +159,9 @@ class ConnectionController(Controller):
         key: str,
         connections: ConnectionService,
         principal: Principal,
-        session: AsyncSession,
         ctx: AuditContext,
     ) -> None:
-        await connections.delete_object(session, principal, connection_id, key.removeprefix("/"), ctx)
+        await connections.delete_object(principal, connection_id, key.removeprefix("/"), ctx)
 
     @post(
         "/{connection_id:uuid}/instagram/media",
@@ -170,10 +174,9 @@ class ConnectionController(Controller):
         data: InstagramMediaIn,
         publishing: PublishingService,
         principal: Principal,
-        session: AsyncSession,
         ctx: AuditContext,
     ) -> InstagramMediaOut:
-        return await publishing.publish_request(session, principal, connection_id, data, ctx)
+        return await publishing.publish_request(principal, connection_id, data, ctx)
 
 
 @get("/v1/media/{token:str}", opt={EXCLUDE_OPT: True}, tags=["connections"], summary="A signed media link")

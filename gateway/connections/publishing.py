@@ -2,14 +2,15 @@
 
 The Graph API fetches the media itself, so the gateway hands it a signed, short-lived URL for that one
 upload (gateway/connections/media.py). The link serves bytes only while the upload is released.
+
+A publish waits for Instagram for up to FILEGATE_INSTAGRAM_MAX_WAIT seconds, so it runs with no transaction
+open, under the tenant's slot, with that wait plus FILEGATE_CONNECTOR_TIMEOUT as its deadline.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from connectors.base import Published
 from gateway.audit import Actor, AuditContext, AuditRecorder, Target
@@ -44,12 +45,14 @@ class PublishingService:
         connections: ConnectionService,
         media: MediaLinks,
         audit: AuditRecorder,
+        publish_deadline: float,
     ) -> None:
         self.db = db
         self.store = store
         self.connections = connections
         self.media = media
         self.audit = audit
+        self.publish_deadline = publish_deadline
 
     def media_url(self, tenant_id: uuid.UUID, upload_id: uuid.UUID) -> str:
         try:
@@ -58,43 +61,44 @@ class PublishingService:
             raise MediaUnavailable(str(exc)) from None
 
     async def publish(self, opened: Opened, upload: Upload, caption: str | None) -> Published:
-        """Publish `upload` (released) through an opened publishing connection (the caller closes it)."""
-        return await opened.publisher().publish(
-            media_url=self.media_url(opened.connection.tenant_id, upload.id),
-            media_type=upload.detected_type or "application/octet-stream",
-            caption=caption,
-        )
+        """Publish `upload` (released) through an opened publishing connection (the caller closes it and
+        holds the tenant's slot; no transaction may be open)."""
+        media_url = self.media_url(opened.connection.tenant_id, upload.id)
+        async with self.connections.remote.deadline(self.publish_deadline):
+            return await opened.publisher().publish(
+                media_url=media_url,
+                media_type=upload.detected_type or "application/octet-stream",
+                caption=caption,
+            )
 
     async def publish_request(
-        self,
-        session: AsyncSession,
-        principal: Principal,
-        connection_id: uuid.UUID,
-        data: InstagramMediaIn,
-        ctx: AuditContext,
+        self, principal: Principal, connection_id: uuid.UUID, data: InstagramMediaIn, ctx: AuditContext
     ) -> InstagramMediaOut:
-        connection = await self.connections.load(session, principal.tenant_id, connection_id)
-        upload = await UploadRepository(session, principal.tenant_id).get(data.upload_id)
-        # A User publishes their own uploads only; anyone else's is answered like a missing one.
-        if upload is None or not principal.may(Permission.INSTAGRAM_PUBLISH, owner_id=upload.owner_id):
-            raise NotFound()
-        if upload.state not in SERVABLE or upload.purged_at is not None:
-            raise NotClean("only a clean upload can be published")
-        opened = self.connections.open(connection)
-        try:
-            published = await self.publish(opened, upload, data.caption)
-        finally:
-            await opened.aclose()
-        await self.audit.record(
-            session,
-            principal.tenant_id,
-            ctx,
-            action="connection.access",
-            outcome="success",
-            actor=principal.actor,
-            target=Target("connection", str(connection_id)),
-            details={"op": "publish", "upload_id": str(upload.id), "media_id": published.media_id},
-        )
+        async with self.connections.remote.slot(principal.tenant_id):
+            async with self.db.tenant(principal.tenant_id) as session:
+                connection = await self.connections.load(session, principal.tenant_id, connection_id)
+                upload = await UploadRepository(session, principal.tenant_id).get(data.upload_id)
+            # A User publishes their own uploads only; anyone else's is answered like a missing one.
+            if upload is None or not principal.may(Permission.INSTAGRAM_PUBLISH, owner_id=upload.owner_id):
+                raise NotFound()
+            if upload.state not in SERVABLE or upload.purged_at is not None:
+                raise NotClean("only a clean upload can be published")
+            opened = await self.connections.opening(connection)
+            try:
+                published = await self.publish(opened, upload, data.caption)
+            finally:
+                await opened.aclose()
+        async with self.db.tenant(principal.tenant_id) as session:
+            await self.audit.record(
+                session,
+                principal.tenant_id,
+                ctx,
+                action="connection.access",
+                outcome="success",
+                actor=principal.actor,
+                target=Target("connection", str(connection_id)),
+                details={"op": "publish", "upload_id": str(upload.id), "media_id": published.media_id},
+            )
         return InstagramMediaOut(
             upload_id=upload.id, media_id=published.media_id, container_id=published.container_id
         )

@@ -4,13 +4,17 @@ Secrets are sealed per field under `tenant_id|connection_id|field` when written 
 a connector for one call (a test, a brokered request, a delivery); they are never returned, not even
 masked, and never logged. Listing cursors are sealed too (bound to the tenant, the connection and the
 prefix), so a client can never hand a connector a continuation URL or token of its own making.
+
+Brokered calls never hold a transaction across the remote service: the record is read in a short
+transaction of its own, the call runs under the tenant's slot and a deadline (gateway/connections/remote.py),
+and its audit event is written in another short transaction.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -40,6 +44,7 @@ from connectors.schemas import (
     secret_values,
 )
 from gateway.audit import AuditContext, AuditRecorder, Target
+from gateway.connections.remote import Download, RemoteCalls, close_quietly
 from gateway.connections.schemas import (
     ConnectionOut,
     ConnectionPage,
@@ -48,6 +53,7 @@ from gateway.connections.schemas import (
     ObjectOut,
     ObjectPage,
 )
+from gateway.db import Database
 from gateway.errors import Conflict, FilegateError, NotFound, ValidationFailed
 from gateway.security.principal import Principal
 from tenants.repository import InvalidCursor
@@ -98,14 +104,24 @@ class Opened:
         return self.connector
 
     async def aclose(self) -> None:
-        await self.connector.aclose()
+        await close_quietly(self.connector.aclose)
 
 
 class ConnectionService:
-    def __init__(self, *, audit: AuditRecorder, credentials: CredentialManager, endpoints: Endpoints) -> None:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        audit: AuditRecorder,
+        credentials: CredentialManager,
+        endpoints: Endpoints,
+        remote: RemoteCalls,
+    ) -> None:
+        self.db = db
         self.audit = audit
         self.credentials = credentials
         self.endpoints = endpoints
+        self.remote = remote
 
     # --- records -------------------------------------------------------------------------------------
     async def create(
@@ -155,6 +171,11 @@ class ConnectionService:
         if connection is None:
             raise NotFound()
         return connection
+
+    async def fetch(self, tenant_id: uuid.UUID, connection_id: uuid.UUID) -> Connection:
+        """The record, read in a transaction of its own that is over before any remote call starts."""
+        async with self.db.tenant(tenant_id) as session:
+            return await self.load(session, tenant_id, connection_id)
 
     async def get(
         self, session: AsyncSession, principal: Principal, connection_id: uuid.UUID
@@ -210,23 +231,22 @@ class ConnectionService:
             raise NotFound()
         await self._record(session, principal, ctx, "connection.delete", connection_id, {"kind": kind})
 
-    async def test(
-        self, session: AsyncSession, principal: Principal, connection_id: uuid.UUID, ctx: AuditContext
-    ) -> ConnectionTest:
-        connection = await self.load(session, principal.tenant_id, connection_id)
-        try:
-            opened = self.open(connection)
-        except SecretsUnreadable as exc:
-            result = ConnectionTest(ok=False, detail=exc.detail)
-        else:
+    async def test(self, principal: Principal, connection_id: uuid.UUID, ctx: AuditContext) -> ConnectionTest:
+        async with self.remote.slot(principal.tenant_id):
+            connection = await self.fetch(principal.tenant_id, connection_id)
             try:
-                result = ConnectionTest(ok=True, detail=await opened.connector.test())
-            except ConnectorError as exc:
+                opened = await self.opening(connection)
+            except SecretsUnreadable as exc:
                 result = ConnectionTest(ok=False, detail=exc.detail)
-            finally:
-                await opened.aclose()
-        await self._record(
-            session,
+            else:
+                try:
+                    async with self.remote.deadline():
+                        result = ConnectionTest(ok=True, detail=await opened.connector.test())
+                except ConnectorError as exc:
+                    result = ConnectionTest(ok=False, detail=exc.detail)
+                finally:
+                    await opened.aclose()
+        await self._record_alone(
             principal,
             ctx,
             "connection.access",
@@ -244,10 +264,16 @@ class ConnectionService:
         root = ObjectRoot.of(connection.tenant_id, base_of(connection.kind, config))
         return Opened(connection, open_connector(config, secrets, self.endpoints, root), root)
 
-    async def open_by_id(
-        self, session: AsyncSession, tenant_id: uuid.UUID, connection_id: uuid.UUID
-    ) -> Opened:
-        return self.open(await self.load(session, tenant_id, connection_id))
+    async def opening(self, connection: Connection) -> Opened:
+        """`open` on a worker thread (the tenant's own, inside its slot), within the call's deadline: building
+        an SDK client costs about 0.1 s of CPU (boto3 loads its service model for every new session), which
+        must not stall the event loop every tenant's requests share."""
+        async with self.remote.deadline():
+            return await asyncio.to_thread(self.open, connection)
+
+    async def open_by_id(self, tenant_id: uuid.UUID, connection_id: uuid.UUID) -> Opened:
+        """The connection opened for remote calls; its record is read (and the transaction over) first."""
+        return await self.opening(await self.fetch(tenant_id, connection_id))
 
     def _open_values(self, connection: Connection, *, tolerate_unreadable: bool = False) -> dict[str, str]:
         values: dict[str, str] = {}
@@ -287,7 +313,6 @@ class ConnectionService:
     # --- brokered access -----------------------------------------------------------------------------
     async def list_objects(
         self,
-        session: AsyncSession,
         principal: Principal,
         connection_id: uuid.UUID,
         *,
@@ -296,62 +321,63 @@ class ConnectionService:
         cursor: str | None,
         ctx: AuditContext,
     ) -> ObjectPage:
-        connection = await self.load(session, principal.tenant_id, connection_id)
-        opened = self.open(connection)
-        try:
-            full_prefix = opened.root.listing_prefix(prefix)
+        async with self.remote.slot(principal.tenant_id):
+            connection = await self.fetch(principal.tenant_id, connection_id)
             inner = self._unwrap_cursor(connection, prefix, cursor) if cursor else None
-            page = await opened.storage().list(full_prefix, cursor=inner, limit=_limit(limit))
-        finally:
-            await opened.aclose()
+            opened = await self.opening(connection)
+            try:
+                full_prefix = opened.root.listing_prefix(prefix)
+                async with self.remote.deadline():
+                    page = await opened.storage().list(full_prefix, cursor=inner, limit=_limit(limit))
+            finally:
+                await opened.aclose()
         items = []
         for item in page.items:
             relative = opened.root.relative(item.key)
             if relative is not None:
                 items.append(ObjectOut(key=relative, size=item.size, modified_at=item.modified_at))
-        await self._access(session, principal, ctx, connection_id, "list", prefix)
+        await self._access(principal, ctx, connection_id, "list", prefix)
         next_cursor = self._wrap_cursor(connection, prefix, page.cursor) if page.cursor else None
         return ObjectPage(items=items, next_cursor=next_cursor)
 
     async def open_object(
-        self,
-        session: AsyncSession,
-        principal: Principal,
-        connection_id: uuid.UUID,
-        key: str,
-        ctx: AuditContext,
-    ) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
-        """The object's info and its bytes (streamed; the connector closes when the stream ends)."""
-        connection = await self.load(session, principal.tenant_id, connection_id)
-        opened = self.open(connection)
+        self, principal: Principal, connection_id: uuid.UUID, key: str, ctx: AuditContext
+    ) -> tuple[ObjectInfo, Download]:
+        """The object's info and its bytes, streamed with a deadline between two chunks; the tenant's slot
+        and the connector stay open until the stream is closed."""
+        slot = self.remote.acquire(principal.tenant_id)
+        opened: Opened | None = None
         try:
-            full = opened.root.key(key)
-            storage = opened.storage()
-            info = await storage.stat(full)
+            with slot.on_own_threads():
+                opened = await self.open_by_id(principal.tenant_id, connection_id)
+                full = opened.root.key(key)
+                storage = opened.storage()
+                async with self.remote.deadline():
+                    info = await storage.stat(full)
+            await self._access(principal, ctx, connection_id, "get", key)
         except BaseException:
-            await opened.aclose()
+            try:
+                if opened is not None:
+                    await opened.aclose()
+            finally:
+                slot.release()
             raise
-        await self._access(session, principal, ctx, connection_id, "get", key)
-        return info, _closing(storage.get(full), opened)
+        return info, self.remote.download(storage.get(full), slot=slot, close=opened.aclose)
 
     async def delete_object(
-        self,
-        session: AsyncSession,
-        principal: Principal,
-        connection_id: uuid.UUID,
-        key: str,
-        ctx: AuditContext,
+        self, principal: Principal, connection_id: uuid.UUID, key: str, ctx: AuditContext
     ) -> None:
-        connection = await self.load(session, principal.tenant_id, connection_id)
-        opened = self.open(connection)
-        try:
-            full = opened.root.key(key)
-            storage = opened.storage()
-            await storage.stat(full)  # absent: 404, as a missing connection would be
-            await storage.delete(full)
-        finally:
-            await opened.aclose()
-        await self._access(session, principal, ctx, connection_id, "delete", key)
+        async with self.remote.slot(principal.tenant_id):
+            opened = await self.open_by_id(principal.tenant_id, connection_id)
+            try:
+                full = opened.root.key(key)
+                storage = opened.storage()
+                async with self.remote.deadline():
+                    await storage.stat(full)  # absent: 404, as a missing connection would be
+                    await storage.delete(full)
+            finally:
+                await opened.aclose()
+        await self._access(principal, ctx, connection_id, "delete", key)
 
     # --- cursors -------------------------------------------------------------------------------------
     def _wrap_cursor(self, connection: Connection, prefix: str, cursor: str) -> str:
@@ -374,17 +400,25 @@ class ConnectionService:
 
     # --- audit ---------------------------------------------------------------------------------------
     async def _access(
+        self, principal: Principal, ctx: AuditContext, connection_id: uuid.UUID, op: str, key: str
+    ) -> None:
+        await self._record_alone(
+            principal, ctx, "connection.access", connection_id, {"op": op, "key": key[:512]}
+        )
+
+    async def _record_alone(
         self,
-        session: AsyncSession,
         principal: Principal,
         ctx: AuditContext,
+        action: str,
         connection_id: uuid.UUID,
-        op: str,
-        key: str,
+        details: dict[str, Any],
+        *,
+        outcome: Literal["success", "failure", "denied"] = "success",
     ) -> None:
-        await self._record(
-            session, principal, ctx, "connection.access", connection_id, {"op": op, "key": key[:512]}
-        )
+        """An audit event in a short transaction of its own, after the remote call is over."""
+        async with self.db.tenant(principal.tenant_id) as session:
+            await self._record(session, principal, ctx, action, connection_id, details, outcome=outcome)
 
     async def _record(
         self,
@@ -407,14 +441,6 @@ class ConnectionService:
             target=Target("connection", str(connection_id)),
             details=details,
         )
-
-
-async def _closing(chunks: AsyncIterator[bytes], opened: Opened) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in chunks:
-            yield chunk
-    finally:
-        await opened.aclose()
 
 
 def _kind_of(spec: ConnectionSpec) -> str:

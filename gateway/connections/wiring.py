@@ -9,6 +9,7 @@ from connectors.factory import Endpoints
 from gateway.audit import AuditRecorder
 from gateway.connections.media import MediaLinks
 from gateway.connections.publishing import PublishingService
+from gateway.connections.remote import RemoteCalls
 from gateway.connections.service import ConnectionService
 from gateway.db import Database
 from gateway.settings import Settings
@@ -48,7 +49,12 @@ def connection_services(
     ring: KeyRing,
     credentials: CredentialManager,
 ) -> ConnectionServices:
-    connections = ConnectionService(audit=audit, credentials=credentials, endpoints=endpoints(settings))
+    c = settings.connectors
+    # One per process: the cap protects what the process owns (its threads, its job slots, its sockets).
+    remote = RemoteCalls(timeout=float(c.timeout), per_tenant=c.concurrency_per_tenant)
+    connections = ConnectionService(
+        db=db, audit=audit, credentials=credentials, endpoints=endpoints(settings), remote=remote
+    )
     publishing = PublishingService(
         db=db,
         store=store,
@@ -57,9 +63,10 @@ def connection_services(
             ring,
             issuer=settings.auth.issuer,
             public_url=settings.server.public_url,
-            ttl=settings.connectors.media_url_ttl,
+            ttl=c.media_url_ttl,
         ),
         audit=audit,
+        publish_deadline=float(c.instagram_max_wait + c.timeout),
     )
     delivery = DeliveryPipeline(
         db=db,

@@ -6,6 +6,11 @@ row's completion commit together. Storage connections get one object at a key th
 upload (`<path>/<filename>` inside the tenant's root), written by replacing, so a delivery that runs twice
 leaves one object. A destination that is throttling or unreachable is retried with backoff; one that
 refuses the credentials or the request fails at once.
+
+No transaction is open while the destination works: the upload is claimed in one, delivered, and the outcome
+recorded in another. The delivery holds one of the tenant's remote-call slots (a tenant already at its cap
+is deferred, without using an attempt) and a deadline between two chunks, so a destination that never
+answers costs a retry, never a worker's job slot for good (gateway/connections/remote.py).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import structlog
 from connectors.base import Connector, ConnectorError
 from gateway.audit import Actor, AuditContext, AuditRecorder, Target
 from gateway.connections.publishing import PublishingService
+from gateway.connections.remote import ConnectorBusy
 from gateway.connections.service import ConnectionService, Opened, SecretsUnreadable
 from gateway.db import Database
 from gateway.errors import FilegateError, NotFound
@@ -69,8 +75,18 @@ class DeliveryPipeline:
     async def run(
         self, tenant_id: uuid.UUID, upload_id: uuid.UUID, *, request_id: str | None = None
     ) -> DeliveryOutcome:
-        ctx = AuditContext(request_id=request_id)
-        opened: Opened | None = None
+        try:
+            slot = self.connections.remote.acquire(tenant_id)
+        except ConnectorBusy:
+            # The tenant's other deliveries (or requests) hold every slot: wait a little, costing no attempt.
+            return DeliverLater(defer=self.settings.delivery_retry_base, reason="connector_busy")
+        try:
+            with slot.on_own_threads():
+                return await self._run(tenant_id, upload_id, AuditContext(request_id=request_id))
+        finally:
+            slot.release()
+
+    async def _run(self, tenant_id: uuid.UUID, upload_id: uuid.UUID, ctx: AuditContext) -> DeliveryOutcome:
         async with self.db.tenant(tenant_id) as session:
             upload = await UploadRepository(session, tenant_id).transition(
                 upload_id,
@@ -81,48 +97,53 @@ class DeliveryPipeline:
             if upload is None or upload.connection_id is None:
                 await OutboxRepository(session, tenant_id).done(upload_id, DELIVER_UPLOAD, datetime.now(UTC))
                 return Delivered(None)
-            failure: str | None = None
-            try:
-                opened = await self.connections.open_by_id(session, tenant_id, upload.connection_id)
-            except NotFound:
-                failure = "connection_missing"
-            except SecretsUnreadable:
-                failure = "secrets_unreadable"
-            except ConnectorError as exc:
-                failure = exc.code
-        if opened is None:
-            return await self._finish(tenant_id, upload, ctx, failure=failure or "connection_missing")
+        try:
+            opened = await self.connections.open_by_id(tenant_id, upload.connection_id)
+        except NotFound:
+            return await self._finish(tenant_id, upload, ctx, failure="connection_missing")
+        except SecretsUnreadable:
+            return await self._finish(tenant_id, upload, ctx, failure="secrets_unreadable")
+        except ConnectorError as exc:
+            return await self._failed(tenant_id, upload, ctx, exc)
         try:
             ref = await self._deliver(tenant_id, upload, opened)
         except ConnectorError as exc:
-            if exc.retryable and upload.delivery_attempts < self.settings.delivery_max_tries:
-                defer = exc.retry_after or min(
-                    self.settings.delivery_retry_base * 2 ** (upload.delivery_attempts - 1), MAX_BACKOFF
-                )
-                log.warning(
-                    "delivery.retry",
-                    upload_id=str(upload_id),
-                    reason=exc.code,
-                    attempt=upload.delivery_attempts,
-                    defer_s=defer,
-                )
-                return DeliverLater(defer=defer, reason=exc.code)
-            return await self._finish(tenant_id, upload, ctx, failure=exc.code)
+            return await self._failed(tenant_id, upload, ctx, exc)
         except FilegateError as exc:  # e.g. media links not configured
             return await self._finish(tenant_id, upload, ctx, failure=exc.code)
         finally:
             await opened.aclose()
         return await self._finish(tenant_id, upload, ctx, ref=ref)
 
+    async def _failed(
+        self, tenant_id: uuid.UUID, upload: Upload, ctx: AuditContext, exc: ConnectorError
+    ) -> DeliveryOutcome:
+        """A throttled, unreachable or silent destination is retried with backoff; anything else fails."""
+        if exc.retryable and upload.delivery_attempts < self.settings.delivery_max_tries:
+            defer = exc.retry_after or min(
+                self.settings.delivery_retry_base * 2 ** (upload.delivery_attempts - 1), MAX_BACKOFF
+            )
+            log.warning(
+                "delivery.retry",
+                upload_id=str(upload.id),
+                reason=exc.code,
+                attempt=upload.delivery_attempts,
+                defer_s=defer,
+            )
+            return DeliverLater(defer=defer, reason=exc.code)
+        return await self._finish(tenant_id, upload, ctx, failure=exc.code)
+
     async def _deliver(self, tenant_id: uuid.UUID, upload: Upload, opened: Opened) -> str:
         if isinstance(opened.connector, Connector):
             relative = destination_key(upload.path, upload.filename)
-            await opened.connector.put(
-                opened.root.key(relative),
-                self.store.read(upload.storage_key),
-                size=upload.size,
-                content_type=upload.detected_type,
-            )
+            # A deadline between two chunks the destination takes: a large file may take its time.
+            async with self.connections.remote.deadline() as deadline:
+                await opened.connector.put(
+                    opened.root.key(relative),
+                    deadline.paced(self.store.read(upload.storage_key)),
+                    size=upload.size,
+                    content_type=upload.detected_type,
+                )
             return relative
         published = await self.publishing.publish(opened, upload, None)
         return published.media_id

@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,8 +49,8 @@ def server_env(test_db: TestDatabase, data_dir: Path, **extra: str) -> dict[str,
         FILEGATE_HOST="127.0.0.1",
         FILEGATE_PORT=str(_free_port()),
         FILEGATE_DATABASE_POOL_SIZE="4",
-        **extra,
     )
+    env.update(extra)
     return env
 
 
@@ -70,6 +71,22 @@ def start_server(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]
             time.sleep(0.1)
     proc.kill()
     raise RuntimeError("gateway did not come up in 30 s")
+
+
+@contextmanager
+def running_gateway(test_db: TestDatabase, data_dir: Path, **extra: str) -> Iterator[LiveServer]:
+    """A gateway process of its own with these extra settings, stopped (and waited for) afterwards."""
+    env = server_env(test_db, data_dir, **extra)
+    log_path = data_dir / "gateway.log"
+    proc = start_server(env, log_path)
+    try:
+        yield LiveServer(url=f"http://127.0.0.1:{env['FILEGATE_PORT']}", log_path=log_path, env=env)
+    finally:
+        proc.terminate()  # granian passes SIGTERM on to its worker; SIGKILL would orphan the worker
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 @pytest.fixture(scope="session")
