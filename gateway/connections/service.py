@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from connectors.base import Connector, ConnectorError, ObjectInfo, Publisher, Unsupported
 from connectors.credentials import Binding, CredentialError, CredentialManager
-from connectors.endpoints import check_endpoint
+from connectors.endpoints import check_endpoint_soon
 from connectors.factory import Endpoints, open_connector
 from connectors.models import Connection, ConnectionRepository
 from connectors.paths import ObjectRoot
@@ -129,7 +129,7 @@ class ConnectionService:
     ) -> ConnectionOut:
         kind = _kind_of(spec)
         name = _name(spec.name)
-        self._check_endpoints(spec.config)
+        await self._check_endpoints(principal.tenant_id, spec.config)
         connection_id = uuid.uuid4()
         values = secret_values(spec.secrets)
         connection = Connection(
@@ -197,7 +197,7 @@ class ConnectionService:
             details["name"] = True
         if not isinstance(patch.config, msgspec.UnsetType):
             config = _decode(decode_config, connection.kind, patch.config, "config")
-            self._check_endpoints(config)
+            await self._check_endpoints(principal.tenant_id, config)
             new = config_dict(config)
             changed = sorted(
                 k for k in set(new) | set(connection.config) if new.get(k) != connection.config.get(k)
@@ -303,12 +303,14 @@ class ConnectionService:
             for field, value in values.items()
         }
 
-    def _check_endpoints(self, config: Config) -> None:
+    async def _check_endpoints(self, tenant_id: uuid.UUID, config: Config) -> None:
         url = config.endpoint_url if isinstance(config, S3Config) else None
         if isinstance(config, AzureBlobConfig):
             url = config.account_url
         if url:
-            check_endpoint(url, allow_private=self.endpoints.allow_private)
+            # The tenant's DNS answers on the tenant's own threads, like any call to its services.
+            async with self.remote.slot(tenant_id):
+                await check_endpoint_soon(url, allow_private=self.endpoints.allow_private)
 
     # --- brokered access -----------------------------------------------------------------------------
     async def list_objects(

@@ -18,7 +18,7 @@ import httpx
 from joserfc.jwk import KeySet
 
 from connectors.base import ConnectorError
-from connectors.endpoints import check_endpoint
+from connectors.endpoints import check_endpoint_soon
 from connectors.outbound import Outbound
 
 CACHE_SECONDS = 600
@@ -53,14 +53,14 @@ class Discovery:
         self._metadata: dict[str, tuple[float, ProviderMetadata]] = {}
         self._keys: dict[str, tuple[float, KeySet]] = {}
 
-    def _check(self, url: str) -> None:
+    async def _check(self, url: str) -> None:
         try:
-            check_endpoint(url, allow_private=self._allow_private)
+            await check_endpoint_soon(url, allow_private=self._allow_private)
         except ConnectorError as exc:
             raise DiscoveryError(f"the provider's address is not allowed: {exc.detail}") from None
 
     async def _get_json(self, url: str) -> dict[str, Any]:
-        self._check(url)
+        await self._check(url)
         try:
             async with self._outbound.httpx_client(verify=self._verify, timeout=self._timeout) as c:
                 r = await c.get(url, headers={"Accept": "application/json"})
@@ -99,7 +99,7 @@ class Discovery:
         except KeyError:
             raise DiscoveryError("the discovery document lacks an endpoint") from None
         for url in (meta.authorization_endpoint, meta.token_endpoint, meta.jwks_uri):
-            self._check(url)
+            await self._check(url)
         self._metadata[issuer] = (time.monotonic() + CACHE_SECONDS, meta)
         return meta
 
