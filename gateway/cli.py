@@ -109,8 +109,14 @@ def _serve(settings: Settings) -> None:
         loop=Loops.uvloop,
         factory=True,
         log_access=False,  # the gateway writes its own access line, without query strings
-        # Bigger reads from the socket: an upload body arrives in fewer, larger chunks.
-        http1_settings=HTTP1Settings(max_buffer_size=HTTP1_BUFFER),
+        # Bigger reads from the socket: an upload body arrives in fewer, larger chunks. A client gets
+        # `header_read_timeout` to send its headers, and an idle keep-alive connection no longer than that
+        # to start its next request; a stalled body is cut by the app (FILEGATE_BODY_IDLE_TIMEOUT).
+        http1_settings=HTTP1Settings(
+            max_buffer_size=HTTP1_BUFFER,
+            header_read_timeout=settings.server.header_read_timeout * 1000,
+            keep_alive=True,
+        ),
     ).serve()
 
 

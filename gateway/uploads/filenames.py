@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 MAX_BYTES = 200  # leaves room for suffixes within common 255-byte file name limits
 FALLBACK = "upload"
-_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9]|conin\$|conout\$)(\..*)?$", re.IGNORECASE)
+_RESERVED = re.compile(r"\A(con|prn|aux|nul|com[0-9]|lpt[0-9]|conin\$|conout\$)(\..*)?\Z", re.IGNORECASE)
 _UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]')
 
 
