@@ -13,7 +13,7 @@ import msgspec
 
 from connectors.base import InvalidKey
 from connectors.paths import normalize_base
-from tenants.inputs import Line, Text
+from tenants.inputs import Line, Text, anchored
 
 Kind = Literal["local", "s3", "azure_blob", "sharepoint", "instagram"]
 
@@ -25,14 +25,14 @@ Url = Annotated[
     msgspec.Meta(
         min_length=8,
         max_length=2048,
-        pattern=r"\Ahttps?://[^\s/?#\x00-\x1f\x7f-\x9f]+[^\s\x00-\x1f\x7f-\x9f]*\Z",
+        pattern=anchored(r"https?://[^\s/?#\x00-\x1f\x7f-\x9f]+[^\s\x00-\x1f\x7f-\x9f]*"),
     ),
 ]
-BucketName = Annotated[str, msgspec.Meta(pattern=r"\A[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]\Z")]
-Region = Annotated[str, msgspec.Meta(pattern=r"\A[a-z0-9\-]{1,32}\Z")]
-Container = Annotated[str, msgspec.Meta(pattern=r"\A[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}\Z")]
-GraphVersion = Annotated[str, msgspec.Meta(pattern=r"\Av\d{1,2}\.\d{1,2}\Z")]
-Guid = Annotated[str, msgspec.Meta(pattern=r"\A[0-9A-Za-z\-.]{1,64}\Z")]
+BucketName = Annotated[str, msgspec.Meta(pattern=anchored(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]"))]
+Region = Annotated[str, msgspec.Meta(pattern=anchored(r"[a-z0-9\-]{1,32}"))]
+Container = Annotated[str, msgspec.Meta(pattern=anchored(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}"))]
+GraphVersion = Annotated[str, msgspec.Meta(pattern=anchored(r"v\d{1,2}\.\d{1,2}"))]
+Guid = Annotated[str, msgspec.Meta(pattern=anchored(r"[0-9A-Za-z\-.]{1,64}"))]
 
 
 class _Schema(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -128,7 +128,7 @@ class SharePointSecrets(_Schema, frozen=True):
 
 # --- Instagram ----------------------------------------------------------------------------------------
 class InstagramConfig(_Schema, frozen=True):
-    ig_user_id: Annotated[str, msgspec.Meta(pattern=r"\A[0-9]{1,32}\Z")]
+    ig_user_id: Annotated[str, msgspec.Meta(pattern=anchored(r"[0-9]{1,32}"))]
     graph_api_version: GraphVersion = "v21.0"
 
 

@@ -1,9 +1,12 @@
 """What a client may send and PostgreSQL can store: the constrained types every request body uses.
 
-Every string in a request struct is one of these types (or carries its own anchored pattern), so a NUL,
-which PostgreSQL refuses in `text` and `jsonb`, or a control character never gets past decoding: the
-client gets a 400 instead of the database a statement it will refuse. Patterns are anchored with
-`\\A…\\Z`: msgspec *searches* a pattern, and `$` also matches before a trailing newline.
+Every string in a request struct is one of these types (or carries its own `anchored` pattern), so a
+NUL, which PostgreSQL refuses in `text` and `jsonb`, or a control character never gets past decoding:
+the client gets a 400 instead of the database a statement it will refuse.
+
+msgspec *searches* a pattern with Python's `re`, where `$` also matches before a trailing newline, and the
+same pattern is published in the OpenAPI document, where it is an ECMA-262 regex that knows no `\\Z`.
+`anchored` writes the one form both read the same way: `^` and a lookahead for the end of the string.
 
 Emails have one canonical form (`normalize_email`): NFKC then casefold, so compatibility forms
 (fullwidth letters, modifier letters, ligatures) and case are one identity, and invisible or control
@@ -18,11 +21,22 @@ from typing import Annotated
 
 import msgspec
 
-# C0 and C1 controls, DEL, the Unicode line and paragraph separators, and surrogates (unencodable).
-_CONTROLS = r"\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff"
-LINE_PATTERN = rf"\A[^{_CONTROLS}]*\Z"
+# The end of the string in Python and in ECMA-262 alike (unlike `$`, not before a final newline).
+END = r"(?![\s\S])"
+
+
+def anchored(body: str) -> str:
+    """A pattern that must match the whole string, read the same by msgspec and by OpenAPI clients."""
+    return f"^(?:{body}){END}"
+
+
+# C0 and C1 controls, DEL, the Unicode line and paragraph separators. (Unpaired surrogates, which no
+# encoder takes, never reach a body's strings: msgspec's JSON decoder refuses them; and the Rust and
+# JavaScript regex engines of OpenAPI tools refuse them in a pattern.)
+_CONTROLS = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+LINE_PATTERN = anchored(rf"[^{_CONTROLS}]*")
 # Multi-line text (a caption, a PEM certificate): tab, line feed and carriage return allowed.
-TEXT_PATTERN = r"\A[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]*\Z"
+TEXT_PATTERN = anchored(r"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*")
 
 Line = Annotated[str, msgspec.Meta(pattern=LINE_PATTERN)]
 """One line of text: a name, a filter, an identifier. No control characters, no line breaks."""
@@ -30,10 +44,10 @@ Line = Annotated[str, msgspec.Meta(pattern=LINE_PATTERN)]
 Text = Annotated[str, msgspec.Meta(pattern=TEXT_PATTERN)]
 """Free text that may span lines; still no NUL or other control characters."""
 
-SLUG_PATTERN = r"\A[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\Z"
+SLUG_PATTERN = anchored(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 Slug = Annotated[str, msgspec.Meta(min_length=2, max_length=63, pattern=SLUG_PATTERN)]
 
-EMAIL_PATTERN = rf"\A[^@\s{_CONTROLS}]+@[^@\s{_CONTROLS}]+\Z"
+EMAIL_PATTERN = anchored(rf"[^@\s{_CONTROLS}]+@[^@\s{_CONTROLS}]+")
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320, pattern=EMAIL_PATTERN)]
 
 # PostgreSQL `bigint`; Python ints are unbounded and asyncpg refuses the rest with a 500.

@@ -8,13 +8,17 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from tenants.inputs import Line, Text
+from tenants.inputs import Line, Text, anchored
 
 Domain = Annotated[
     str,
-    msgspec.Meta(pattern=r"\A[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+\Z"),
+    msgspec.Meta(
+        pattern=anchored(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+")
+    ),
 ]
-Origin = Annotated[str, msgspec.Meta(pattern=r"\Ahttps?://[a-z0-9.\-]+(:[0-9]{1,5})?\Z", max_length=300)]
+Origin = Annotated[
+    str, msgspec.Meta(pattern=anchored(r"https?://[a-z0-9.\-]+(:[0-9]{1,5})?"), max_length=300)
+]
 
 GOOGLE_ISSUER = "https://accounts.google.com"
 
@@ -25,7 +29,7 @@ class ProviderIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     client_id: Annotated[Line, msgspec.Meta(min_length=1, max_length=512)]
     client_secret: Annotated[Text, msgspec.Meta(min_length=1, max_length=4096)] | None = None
     issuer: (
-        Annotated[str, msgspec.Meta(pattern=r"\Ahttps?://[^\s?#\x00-\x1f\x7f-\x9f]+\Z", max_length=512)]
+        Annotated[str, msgspec.Meta(pattern=anchored(r"https?://[^\s?#\x00-\x1f\x7f-\x9f]+"), max_length=512)]
         | None
     ) = None
     preset: Literal["google"] | None = None
