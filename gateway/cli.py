@@ -180,6 +180,7 @@ def tenant_create(name: str, slug: str, admin_email: str, admin_password: str, a
     from gateway.operator.schemas import TenantCreate
     from gateway.operator.service import TenantService
     from gateway.policy.service import PolicyService
+    from tenants.inputs import InvalidInput
     from tenants.passwords import PasswordHashing
 
     settings = _settings()
@@ -216,6 +217,8 @@ def tenant_create(name: str, slug: str, admin_email: str, admin_password: str, a
         out = asyncio.run(run())
     except FilegateError as exc:
         _fail(f"{exc.code}: {exc.detail}")
+    except InvalidInput as exc:  # an email the one normal form refuses (invisible characters)
+        _fail(f"validation_failed: {exc}")
     if as_json:
         click.echo(out.decode())
     else:
