@@ -1,7 +1,7 @@
 """The request class and the edge check every routed request passes.
 
-- The body arrives with an idle timeout: a client that stops sending mid-body is cut with 408 instead of
-  holding a connection (and whatever the handler holds) forever.
+- The body arrives with an idle timeout and a minimum average rate: a client that stops sending, or
+  trickles, mid-body is cut with 408 instead of holding a connection (and whatever the handler holds).
 - A client that goes away mid-body is a client error (400 `client_disconnected`), not a 500.
 - JSON nested too deeply for the decoder is a client error.
 - The path and the query string decode as UTF-8 and hold no control characters: PostgreSQL refuses NUL
@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -32,8 +33,10 @@ class FilegateRequest(Request[Any, Any, Any]):
             raise ValidationFailed("JSON is nested too deeply") from None
 
     async def stream(self) -> AsyncGenerator[bytes, None]:
-        idle = self.app.state.settings.server.body_idle_timeout
+        server = self.app.state.settings.server
+        idle, min_rate = server.body_idle_timeout, server.body_min_rate
         chunks = super().stream()
+        started, received = time.monotonic(), 0
         try:
             while True:
                 try:
@@ -42,11 +45,17 @@ class FilegateRequest(Request[Any, Any, Any]):
                 except StopAsyncIteration:
                     return
                 except TimeoutError:
-                    raise BodyTimeout(f"no part of the request body arrived for {idle:g} s") from None
+                    raise BodyTimeout(f"no part of the request body arrived for {idle} s") from None
                 except InternalServerException as exc:
                     if "disconnected" not in str(exc.detail):
                         raise
                     raise ClientDisconnected() from None
+                received += len(chunk)
+                # A trickle (a byte now and then) never trips the idle timeout: past a grace period of
+                # the same length, the body must also keep an average rate.
+                elapsed = time.monotonic() - started
+                if min_rate and elapsed > idle and received < min_rate * (elapsed - idle):
+                    raise BodyTimeout(f"the request body arrives slower than {min_rate} bytes/s")
                 yield chunk
         finally:
             await chunks.aclose()

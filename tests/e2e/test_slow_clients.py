@@ -225,3 +225,44 @@ def test_many_stalled_bodies_neither_stall_the_process_nor_outlive_the_timeout(
     finally:
         for s in stalled:
             s.close()
+
+
+def test_a_trickled_upload_body_is_cut_and_leaves_nothing_behind(impatient_server: LiveServer) -> None:
+    """A byte now and then never trips the idle timeout; the minimum average rate cuts it."""
+    t = make_tenant(impatient_server)
+    before = set(_quarantine_files(impatient_server))
+    started = time.monotonic()
+    with _connect(impatient_server) as s:
+        s.sendall(
+            _request_head(
+                "POST",
+                "/v1/uploads",
+                {
+                    "Authorization": f"Bearer {t.access_token}",
+                    "Content-Type": "text/plain",
+                    "Content-Disposition": 'attachment; filename="trickle.txt"',
+                    "Content-Length": "100000",
+                },
+            )
+        )
+        s.settimeout(0.01)
+        raw = b""
+        while time.monotonic() - started < IDLE * 4:
+            try:
+                s.sendall(b"z")
+            except OSError:
+                break
+            with contextlib.suppress(TimeoutError):
+                raw += s.recv(65536)
+            if raw:
+                break
+            time.sleep(IDLE / 4)
+        s.settimeout(SLACK)
+        more, _ = _read_until_closed(s)
+        raw += more
+    assert _status(raw) == 408, raw[:300]
+    assert b"slower than" in raw
+    assert time.monotonic() - started < IDLE * 3
+    time.sleep(0.5)
+    assert _uploads(impatient_server, t) == []
+    assert set(_quarantine_files(impatient_server)) == before
