@@ -387,3 +387,27 @@ async def test_migration_rewrites_stored_emails_into_the_canonical_form(client, 
         assert now == (canonical or stored)
     await login(client, t.slug, f"STRASSE@{domain}")
     await login(client, t.slug, f"straße@{domain}")
+
+
+@pytest.mark.parametrize("value", ["9999999999999999999", "\u00b2", "\u0661\u0662", "+5", " 5", "-1"])
+async def test_hand_parsed_integer_headers_are_refused_not_a_500(client, value: str) -> None:
+    t = await create_tenant(client)
+    tus = {**t.admin.headers, "Tus-Resumable": "1.0.0"}
+    raw = value.encode("latin-1", errors="ignore") or value.encode()  # header bytes as a client sends them
+    r = await client.post("/v1/tus/", headers={**tus, "Upload-Length": raw})
+    assert 400 <= r.status_code < 500, r.text
+    r = await client.post("/v1/tus/", headers={**tus, "Upload-Length": "10"})
+    assert r.status_code == 201, r.text
+    location = r.headers["location"]
+    r = await client.patch(
+        location,
+        content=b"x",
+        headers={**tus, "Upload-Offset": raw, "Content-Type": "application/offset+octet-stream"},
+    )
+    assert 400 <= r.status_code < 500, r.text
+    r = await client.post(
+        "/v1/uploads",
+        content=b"x",
+        headers={**t.admin.headers, "Content-Type": "text/plain", "Content-Length": raw},
+    )
+    assert 400 <= r.status_code < 500, r.text
