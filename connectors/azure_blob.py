@@ -67,7 +67,7 @@ MAX_BLOCKS = 50_000  # Azure's limit per blob; very large blobs get bigger block
 GET_CHUNK = 4 * MIB  # the size of each ranged GET of a download (and so of each chunk yielded)
 MAX_RESULTS = 5000  # Azure answers at most 5000 blobs per List Blobs page
 
-_SAFE_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}$")
+_SAFE_CODE = re.compile(r"\A[A-Za-z][A-Za-z0-9]{0,63}\Z")
 _MISSING_CONTAINER = frozenset({"ContainerNotFound", "ContainerBeingDeleted"})
 _AUTH_CODES = frozenset(
     {

@@ -47,9 +47,9 @@ PERMISSION_CODES = frozenset({3, 10})  # and the 200-299 range
 TRANSIENT_CODES = frozenset({1, 2, -1, -2})
 NOT_READY = 9007  # "media is not ready for publishing": transient
 DEFAULT_RETRY_AFTER = 60.0
-_SAFE_USERNAME = re.compile(r"^[A-Za-z0-9._]{1,30}$")
+_SAFE_USERNAME = re.compile(r"\A[A-Za-z0-9._]{1,30}\Z")
 _SUBCODE_IN_STATUS = re.compile(r"\b(\d{4,8})\b")
-_TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")
+_TOKEN_CHARS = re.compile(r"\A[\x21-\x7e]+\Z")
 
 
 class InstagramPublisher:

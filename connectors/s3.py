@@ -94,7 +94,7 @@ _THROTTLE_CODES = frozenset(
     }
 )
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
-_SAFE_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9.]{0,63}$")
+_SAFE_CODE = re.compile(r"\A[A-Za-z][A-Za-z0-9.]{0,63}\Z")
 
 
 def part_size_for(size: int) -> int:

@@ -13,18 +13,26 @@ import msgspec
 
 from connectors.base import InvalidKey
 from connectors.paths import normalize_base
+from tenants.inputs import Line, Text, anchored
 
 Kind = Literal["local", "s3", "azure_blob", "sharepoint", "instagram"]
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Secret = Annotated[str, msgspec.Meta(min_length=1, max_length=16384)]
-ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
-Url = Annotated[str, msgspec.Meta(min_length=8, max_length=2048, pattern=r"^https?://[^\s/?#]+[^\s]*$")]
-BucketName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")]
-Region = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9\-]{1,32}$")]
-Container = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")]
-GraphVersion = Annotated[str, msgspec.Meta(pattern=r"^v\d{1,2}\.\d{1,2}$")]
-Guid = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z\-.]{1,64}$")]
+Name = Annotated[Line, msgspec.Meta(min_length=1, max_length=200)]
+Secret = Annotated[Text, msgspec.Meta(min_length=1, max_length=16384)]  # PEM certificates span lines
+ShortText = Annotated[Line, msgspec.Meta(min_length=1, max_length=512)]
+Url = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=8,
+        max_length=2048,
+        pattern=anchored(r"https?://[^\s/?#\x00-\x1f\x7f-\x9f]+[^\s\x00-\x1f\x7f-\x9f]*"),
+    ),
+]
+BucketName = Annotated[str, msgspec.Meta(pattern=anchored(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]"))]
+Region = Annotated[str, msgspec.Meta(pattern=anchored(r"[a-z0-9\-]{1,32}"))]
+Container = Annotated[str, msgspec.Meta(pattern=anchored(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}"))]
+GraphVersion = Annotated[str, msgspec.Meta(pattern=anchored(r"v\d{1,2}\.\d{1,2}"))]
+Guid = Annotated[str, msgspec.Meta(pattern=anchored(r"[0-9A-Za-z\-.]{1,64}"))]
 
 
 class _Schema(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -121,7 +129,7 @@ class SharePointSecrets(_Schema, frozen=True):
 
 # --- Instagram ----------------------------------------------------------------------------------------
 class InstagramConfig(_Schema, frozen=True):
-    ig_user_id: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,32}$")]
+    ig_user_id: Annotated[str, msgspec.Meta(pattern=anchored(r"[0-9]{1,32}"))]
     graph_api_version: GraphVersion = "v21.0"
 
 
@@ -214,7 +222,7 @@ def base_of(kind: str, config: Config) -> str | None:
     return getattr(config, field) if field else None
 
 
-_SAFE_NAME = re.compile(r"^[^\x00-\x1f\x7f]+$")
+_SAFE_NAME = re.compile(r"\A[^\x00-\x1f\x7f-\x9f\u2028\u2029]+\Z")
 
 
 def check_name(name: str) -> str:

@@ -36,7 +36,7 @@ from gateway.operator.controllers import create_tenant
 from gateway.operator.service import TenantService
 from gateway.policy.controllers import PolicyController
 from gateway.policy.service import PolicyService
-from gateway.request import FilegateRequest
+from gateway.request import FilegateRequest, refuse_unreadable_text
 from gateway.security.authn import AuthenticationMiddleware, Authenticator
 from gateway.security.cors import Cors
 from gateway.security.headers import EdgeMiddleware
@@ -187,6 +187,7 @@ def create_app(settings: Settings) -> Litestar:
         # CORS after authentication: it needs the principal's tenant.
         middleware=[prometheus.middleware, AuthenticationMiddleware, cors.middleware],
         exception_handlers=EXCEPTION_HANDLERS,
+        before_request=refuse_unreadable_text,  # path and query text; bodies are checked by their types
         request_max_body_size=settings.server.max_body_size,
         openapi_config=OpenAPIConfig(
             title="Filegate",

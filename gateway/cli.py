@@ -113,8 +113,14 @@ def _serve(settings: Settings) -> None:
         loop=Loops.uvloop,
         factory=True,
         log_access=False,  # the gateway writes its own access line, without query strings
-        # Bigger reads from the socket: an upload body arrives in fewer, larger chunks.
-        http1_settings=HTTP1Settings(max_buffer_size=HTTP1_BUFFER),
+        # Bigger reads from the socket: an upload body arrives in fewer, larger chunks. A client gets
+        # `header_read_timeout` to send its headers, and an idle keep-alive connection no longer than that
+        # to start its next request; a stalled body is cut by the app (FILEGATE_BODY_IDLE_TIMEOUT).
+        http1_settings=HTTP1Settings(
+            max_buffer_size=HTTP1_BUFFER,
+            header_read_timeout=settings.server.header_read_timeout * 1000,
+            keep_alive=True,
+        ),
     ).serve()
 
 
@@ -241,6 +247,7 @@ def tenant_create(name: str, slug: str, admin_email: str, admin_password: str, a
     from gateway.operator.schemas import TenantCreate
     from gateway.operator.service import TenantService
     from gateway.policy.service import PolicyService
+    from tenants.inputs import InvalidInput
     from tenants.passwords import PasswordHashing
 
     settings = _settings()
@@ -277,6 +284,8 @@ def tenant_create(name: str, slug: str, admin_email: str, admin_password: str, a
         out = asyncio.run(run())
     except FilegateError as exc:
         _fail(f"{exc.code}: {exc.detail}")
+    except InvalidInput as exc:  # an email the one normal form refuses (invisible characters)
+        _fail(f"validation_failed: {exc}")
     if as_json:
         click.echo(out.decode())
     else:

@@ -35,6 +35,9 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
         # No pre-ping: it costs a round trip on every checkout. A dropped connection fails its statement,
         # SQLAlchemy invalidates it, and the request's retry (or the next request) gets a fresh one.
         pool_recycle=1800,
+        # A failed statement's error must never carry its parameters (emails, password and key hashes)
+        # into a log line or an exception message.
+        hide_parameters=True,
         connect_args={"server_settings": {"application_name": "filegate"}},
     )
 

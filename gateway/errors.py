@@ -9,6 +9,7 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import (
     HTTPException,
+    InternalServerException,
     NotAuthorizedException,
     PermissionDeniedException,
     ValidationException,
@@ -19,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from connectors.base import ConnectorError
+from tenants.inputs import InvalidInput
 
 log = structlog.get_logger("filegate.errors")
 
@@ -108,6 +110,26 @@ class BodyTooLarge(FilegateError):
     title = "Request body too large"
 
 
+class ClientDisconnected(FilegateError):
+    """The client went away before its body was complete: its problem, logged as one quiet line."""
+
+    code = "client_disconnected"
+    status = 400
+    title = "The client disconnected before the body was complete"
+
+
+class BodyTimeout(ClientDisconnected):
+    """No part of the body arrived within the idle timeout; handled exactly like a cut body."""
+
+    code = "request_timeout"
+    status = 408
+    title = "The request body stopped arriving"
+
+    def __init__(self, detail: str | None = None) -> None:
+        # The body was not read to its end: the connection cannot carry another request.
+        super().__init__(detail, headers={"Connection": "close"})
+
+
 class UnsupportedMediaType(FilegateError):
     code = "unsupported_media_type"
     status = 415
@@ -182,6 +204,8 @@ def problem_response(
 
 
 def handle_filegate_error(request: Request[Any, Any, Any], exc: FilegateError) -> Response[Problem]:
+    if isinstance(exc, ClientDisconnected):
+        log.info("http.client_disconnected", code=exc.code, path=request.url.path)
     return problem_response(
         request, status=exc.status, code=exc.code, title=exc.title, detail=exc.detail, headers=exc.headers
     )
@@ -198,8 +222,16 @@ def _validation_errors(extra: Any) -> list[dict[str, str]]:
     return out
 
 
+def handle_invalid_input(request: Request[Any, Any, Any], exc: InvalidInput) -> Response[Problem]:
+    """A value the domain refused (an email with invisible characters, a timestamp out of range)."""
+    return handle_filegate_error(request, ValidationFailed(str(exc)))
+
+
 def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
     status = exc.status_code
+    if isinstance(exc, InternalServerException) and "disconnected" in str(exc.detail):
+        # Litestar's word for a client that went away mid-body, wherever the body was read.
+        return handle_filegate_error(request, ClientDisconnected())
     if status >= 500:
         return handle_unexpected(request, exc)
     code, title = _BY_STATUS.get(status, ("bad_request", "Bad request"))
@@ -281,6 +313,7 @@ def handle_connector_error(request: Request[Any, Any, Any], exc: ConnectorError)
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     FilegateError: handle_filegate_error,
     ConnectorError: handle_connector_error,
+    InvalidInput: handle_invalid_input,
     HTTPException: handle_http_exception,
     DBAPIError: handle_dependency_down,
     PoolTimeout: handle_dependency_down,

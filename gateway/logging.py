@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import traceback
 from collections.abc import MutableMapping
 from typing import IO, Any
 
@@ -57,6 +58,42 @@ def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapp
     return event_dict
 
 
+# Database drivers and SQLAlchemy quote the values of a failed statement in their messages ("invalid input
+# for query argument $1: …", "[parameters: …]"): emails, password and key hashes. Their messages are
+# withheld from the log; the exception's type, SQLSTATE and traceback say enough to find the bug.
+_WITHHELD_MODULES = ("sqlalchemy.", "asyncpg.", "psycopg.", "psycopg2.")
+
+
+def _message(exc: BaseException) -> str:
+    module = type(exc).__module__ + "."
+    if not module.startswith(_WITHHELD_MODULES):
+        return str(exc)
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(exc, "sqlstate", None) or getattr(orig, "sqlstate", None)
+    cause = f"{type(orig).__name__}, " if orig is not None else ""
+    return f"[message withheld: it may quote statement values] ({cause}sqlstate {sqlstate})"
+
+
+def format_exception(exc_info: Any) -> str:
+    """A traceback like the stdlib's, with the messages of database errors withheld (see above)."""
+    exc = exc_info[1]
+    chain: list[BaseException] = []
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        chain.append(exc)
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    parts: list[str] = []
+    for exc in reversed(chain):
+        if parts:
+            parts.append("\nThe above exception led to the following exception:\n\n")
+        parts.append("Traceback (most recent call last):\n")
+        parts.extend(traceback.format_tb(exc.__traceback__))
+        kind = type(exc)
+        parts.append(f"{kind.__module__}.{kind.__qualname__}: {_message(exc)}\n")
+    return "".join(parts).rstrip("\n")
+
+
 def json_formatter() -> logging.Formatter:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -68,7 +105,7 @@ def json_formatter() -> logging.Formatter:
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
+            structlog.processors.ExceptionRenderer(format_exception),
             redact,
             structlog.processors.JSONRenderer(),
         ],

@@ -33,7 +33,7 @@ async def _provision_login(owner_url: str, app_role: str, app_url: str) -> None:
     parsed = make_url(app_url)
     if parsed.username != app_role or not parsed.password:
         return
-    engine = create_async_engine(owner_url)
+    engine = create_async_engine(owner_url, hide_parameters=True)
     try:
         async with engine.begin() as conn:
             # Identifiers and the password literal cannot be bound parameters in ALTER ROLE.

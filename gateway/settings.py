@@ -161,6 +161,15 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     """FILEGATE_TRUSTED_PROXIES: comma-separated CIDRs whose X-Forwarded-For is believed."""
     max_body_size: int = 1024 * 1024
     """FILEGATE_MAX_BODY_SIZE bytes for JSON request bodies."""
+    body_idle_timeout: int = 30
+    """FILEGATE_BODY_IDLE_TIMEOUT seconds: a request body (JSON or upload) that sends nothing for this long
+    is cut with 408 `request_timeout`; a cut upload is cleaned up like a disconnected one."""
+    body_min_rate: int = 1024
+    """FILEGATE_BODY_MIN_RATE bytes per second a request body must average once it has run for
+    FILEGATE_BODY_IDLE_TIMEOUT seconds (a trickle is cut like a stall, 408); 0 turns the check off."""
+    header_read_timeout: int = 10
+    """FILEGATE_HEADER_READ_TIMEOUT seconds to receive a request's headers; an idle keep-alive connection
+    waiting for its next request is closed after the same time."""
     metrics_token: str | None = None
     """FILEGATE_METRICS_TOKEN: bearer token for /metrics when set."""
     log_level: str = "INFO"
@@ -274,6 +283,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 public_url=get("PUBLIC_URL"),
                 trusted_proxies=proxies,
                 max_body_size=integer("MAX_BODY_SIZE", 1024 * 1024, minimum=1024),
+                body_idle_timeout=integer("BODY_IDLE_TIMEOUT", 30, minimum=1, maximum=3600),
+                body_min_rate=integer("BODY_MIN_RATE", 1024, minimum=0),
+                header_read_timeout=integer("HEADER_READ_TIMEOUT", 10, minimum=1, maximum=3600),
                 metrics_token=get("METRICS_TOKEN"),
                 log_level=(get("LOG_LEVEL") or "INFO").upper(),
                 mode=mode,  # type: ignore[arg-type]

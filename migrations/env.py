@@ -24,7 +24,7 @@ def _do_run(connection: Connection) -> None:
 
 
 async def _run_async(url: str) -> None:
-    engine = create_async_engine(url)
+    engine = create_async_engine(url, hide_parameters=True)
     async with engine.connect() as conn:
         await conn.run_sync(_do_run)
     await engine.dispose()

@@ -58,7 +58,7 @@ _ANSWER_GRACE = 5.0  # after clamd broke the connection, how long its answer may
 _END_OF_STREAM = struct.pack(">I", 0)
 _FRAME = struct.Struct(">I")
 # `ExtendedDetectionInfo yes` in clamd.conf appends "(<hash>:<size>)" to the signature name.
-_FOUND = re.compile(r"^(?P<name>.+?)(?:\([0-9a-fA-F]{32,64}:\d+\))? FOUND$")
+_FOUND = re.compile(r"\A(?P<name>.+?)(?:\([0-9a-fA-F]{32,64}:\d+\))? FOUND\Z")
 
 
 class ClamdError(ConnectionError):

@@ -17,6 +17,7 @@ from sqlalchemy import Select, exists, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from tenants.inputs import instant, int64
 from tenants.models import ApiKey, RecoveryCode, RefreshToken, Role, Tenant, TenantPolicy, User
 
 M = TypeVar("M")
@@ -40,14 +41,26 @@ def encode_cursor(*values: Any) -> str:
 
 
 def decode_cursor(cursor: str, *types: type) -> tuple[Any, ...]:
+    """The values of a cursor we encoded; a hand-made one must still hold values the database can take."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         values = msgspec.json.decode(raw, type=list[Any])
         if len(values) != len(types):
             raise InvalidCursor("cursor is malformed")
-        return tuple(msgspec.convert(v, t, strict=False) for v, t in zip(values, types, strict=True))
+        return tuple(
+            _storable(msgspec.convert(v, t, strict=True)) for v, t in zip(values, types, strict=True)
+        )
     except (ValueError, msgspec.DecodeError, msgspec.ValidationError):
         raise InvalidCursor("cursor is malformed") from None
+
+
+def _storable(value: Any) -> Any:
+    # InvalidInput is a ValueError: the caller's handler turns it into InvalidCursor.
+    if isinstance(value, datetime):
+        return instant(value, "cursor")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int64(value, "cursor")
+    return value
 
 
 class TenantRepository(Generic[M]):

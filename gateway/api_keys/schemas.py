@@ -8,11 +8,13 @@ from typing import Annotated
 
 import msgspec
 
-Scope = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+from tenants.inputs import Line
+
+Scope = Annotated[Line, msgspec.Meta(min_length=1, max_length=64)]
 
 
 class ApiKeyCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    name: Annotated[Line, msgspec.Meta(min_length=1, max_length=200)]
     scopes: Annotated[list[Scope], msgspec.Meta(min_length=1, max_length=64)]
     expires_at: datetime | None = None
 

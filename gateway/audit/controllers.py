@@ -16,6 +16,7 @@ from gateway.audit.service import AuditRecorder, event_dict
 from gateway.errors import ValidationFailed
 from gateway.security.guards import requires_any
 from gateway.security.principal import Principal
+from tenants.inputs import InvalidInput, instant
 from tenants.permissions import Permission
 from tenants.repository import InvalidCursor, clamp_limit, decode_cursor, encode_cursor
 
@@ -24,9 +25,12 @@ ActorId = Parameter(max_length=64, required=False)
 
 
 def _aware(value: datetime | None, name: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ValidationFailed(f"{name} must be an RFC 3339 timestamp with a timezone")
-    return value
+    if value is None:
+        return None
+    try:
+        return instant(value, name)
+    except InvalidInput as exc:
+        raise ValidationFailed(str(exc)) from None
 
 
 class AuditController(Controller):

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import msgspec
 
 from connectors.schemas import Name
+from tenants.inputs import Text
 
 
 class ConnectionOut(msgspec.Struct, kw_only=True):
@@ -52,7 +53,7 @@ class ObjectPage(msgspec.Struct):
 
 class InstagramMediaIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     upload_id: uuid.UUID
-    caption: Annotated[str, msgspec.Meta(max_length=2200)] | None = None
+    caption: Annotated[Text, msgspec.Meta(max_length=2200)] | None = None
 
 
 class InstagramMediaOut(msgspec.Struct, kw_only=True):

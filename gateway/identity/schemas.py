@@ -8,16 +8,19 @@ from typing import Annotated
 
 import msgspec
 
-Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320)]
+# A login's tenant and email are only bounded here: the login service checks their characters, so a
+# refused login counts toward the lockout and lands in the audit log like any other failed one.
+LoginEmail = Annotated[str, msgspec.Meta(min_length=1, max_length=320)]
+LoginSlug = Annotated[str, msgspec.Meta(min_length=1, max_length=63)]
 # Bounded: the password policy's own ceiling is lower; this stops megabyte passwords reaching argon2.
+# Any character is allowed: a password is hashed, never stored or logged as text.
 Password = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
-Slug = Annotated[str, msgspec.Meta(min_length=1, max_length=63)]
 OpaqueToken = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
 class LoginRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    tenant: Slug
-    email: Email
+    tenant: LoginSlug
+    email: LoginEmail
     password: Password
     totp: Annotated[str, msgspec.Meta(max_length=32)] | None = None
 

@@ -6,6 +6,7 @@ audited in a transaction of its own (or in the one that revokes a reused family)
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -24,6 +25,7 @@ from gateway.errors import (
     MfaRequired,
     NotFound,
     TokenReused,
+    ValidationFailed,
 )
 from gateway.identity.profile import Profile, ProfileCache
 from gateway.identity.schemas import Me, TokenPair, TotpConfirmed, TotpEnrollment
@@ -32,6 +34,7 @@ from gateway.security.ratelimit import Lockout, RateLimiter, subject
 from gateway.security.revocation import Revocations
 from gateway.settings import Settings
 from tenants import credentials, totp
+from tenants.inputs import SLUG_PATTERN, InvalidInput, account_key, normalize_email
 from tenants.models import RefreshToken, User
 from tenants.passwords import PasswordHashing
 from tenants.repository import RecoveryCodeRepository, RefreshTokenRepository, UserRepository
@@ -94,27 +97,43 @@ class IdentityService:
     async def login(
         self, *, tenant: str, email: str, password: str, totp_code: str | None, ctx: AuditContext
     ) -> tuple[TokenPair, dict[str, str]]:
-        slug, email = tenant.strip().lower(), email.strip().lower()
+        # Input that cannot name an account is refused with a 400, but only after it has counted as a
+        # failed login (lockout, audit) against the account it imitates, like a wrong password would.
+        refused: str | None = None
+        slug = tenant.strip().lower()
+        slug_ok = re.match(SLUG_PATTERN, slug) is not None
+        if not slug_ok:
+            refused, slug = "the tenant is not a tenant slug", account_key(slug)
+        try:
+            email = normalize_email(email)
+        except InvalidInput as exc:
+            refused, email = refused or str(exc), account_key(email)
         account = subject(slug, email)
         await self.lockout.check(account)  # 423 wins over 429
         auth = self.settings.auth
         await self.limiter.hit("login-ip", subject(ctx.ip or ""), limit=auth.login_ip_limit)
         window = await self.limiter.hit("login-account", account, limit=auth.login_account_limit)
 
-        tenant_id = await self.db.tenant_for_slug(slug)
+        tenant_id = await self.db.tenant_for_slug(slug) if slug_ok else None
         if tenant_id is None:
             await self.hashing.verify(None, password)
             await self.lockout.failure(account)
-            log.info("auth.login_failed", reason="unknown_tenant")
+            log.info("auth.login_failed", reason="unknown_tenant" if slug_ok else "invalid_input")
+            if not slug_ok:
+                raise ValidationFailed(refused, headers=window.headers())
             raise InvalidCredentials("invalid tenant, email or password", headers=window.headers())
 
         failure: tuple[str, FilegateError, uuid.UUID | None] | None = None
+        if refused:
+            failure = ("invalid_input", ValidationFailed(refused), None)
         pair: TokenPair | None = None
         async with self.db.tenant(tenant_id) as session:
             users = UserRepository(session, tenant_id)
-            user = await users.by_email(email)
+            user = None if refused else await users.by_email(email)
             ok = await self.hashing.verify(user.password_hash if user else None, password)
-            if user is None or not ok:
+            if failure is not None:
+                pass
+            elif user is None or not ok:
                 failure = (
                     "unknown_user" if user is None else "bad_password",
                     InvalidCredentials("invalid tenant, email or password"),

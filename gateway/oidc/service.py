@@ -44,6 +44,7 @@ from gateway.oidc.schemas import GOOGLE_ISSUER, ProviderIn, ProviderList, Provid
 from gateway.security.principal import Principal
 from gateway.security.sessions import SessionStore, host_cookie
 from tenants import oidc as idtoken
+from tenants.inputs import InvalidInput, normalize_email
 from tenants.models import IdentityProvider, User, UserIdentity
 
 log = structlog.get_logger("filegate.oidc")
@@ -412,9 +413,9 @@ class OidcService:
         self, provider: IdentityProvider, pending: PendingLogin, claims: dict[str, Any], ctx: AuditContext
     ) -> LoginDone:
         subject = str(claims["sub"])[:255]
-        email = claims.get("email")
+        email = _email_claim(claims.get("email"))
         verified = claims.get("email_verified") is True
-        domain = email.rsplit("@", 1)[-1].lower() if isinstance(email, str) and "@" in email else None
+        domain = email.rsplit("@", 1)[-1] if email else None
         if provider.allowed_domains and (not verified or domain not in provider.allowed_domains):
             await self._fail(pending, ctx, "domain_not_allowed" if verified else "email_unverified")
             raise OidcFailed("this account's verified email domain is not allowed here")
@@ -485,7 +486,7 @@ class OidcService:
             reason = "email_unverified"
         else:
             taken = await session.execute(
-                select(User.id).where(User.tenant_id == pending.tenant_id, User.email == email.lower())
+                select(User.id).where(User.tenant_id == pending.tenant_id, User.email == email)
             )
             if taken.scalar_one_or_none() is not None:
                 # Never link by email: the existing account's owner has not proven this identity is theirs.
@@ -496,7 +497,7 @@ class OidcService:
         user = User(
             id=uuid.uuid4(),
             tenant_id=pending.tenant_id,
-            email=email.lower(),
+            email=email,
             password_hash=None,
             role=provider.default_role,
         )
@@ -541,3 +542,13 @@ class _Refused(Exception):
 
 def callback_url(base_url: str, name: str) -> str:
     return f"{base_url.rstrip('/')}/v1/auth/oidc/{name}/callback"
+
+
+def _email_claim(value: object) -> str | None:
+    """The ID token's email in the one stored form; one with invisible characters names nobody."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return normalize_email(value)
+    except InvalidInput:
+        return None

@@ -8,14 +8,14 @@ from typing import Annotated
 
 import msgspec
 
-Slug = Annotated[str, msgspec.Meta(min_length=2, max_length=63, pattern=r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")]
+from tenants.inputs import Email, Line, Slug
 
 
 class TenantCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    name: Annotated[Line, msgspec.Meta(min_length=1, max_length=200)]
     slug: Slug
-    admin_email: Annotated[str, msgspec.Meta(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
-    admin_password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+    admin_email: Email
+    admin_password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]  # hashed
 
 
 class TenantCreated(msgspec.Struct, kw_only=True):

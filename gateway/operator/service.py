@@ -12,6 +12,7 @@ from gateway.errors import Conflict
 from gateway.operator.schemas import TenantCreate, TenantCreated
 from gateway.policy.service import PolicyService
 from gateway.users.service import checked_password
+from tenants.inputs import normalize_email
 from tenants.models import Role, Tenant, User
 from tenants.passwords import PasswordHashing
 from tenants.repository import TenantRecordRepository, UserRepository
@@ -27,7 +28,7 @@ class TenantService:
         self.audit = audit
 
     async def create(self, data: TenantCreate, ctx: AuditContext, *, actor: Actor) -> TenantCreated:
-        email = data.admin_email.strip().lower()
+        email = normalize_email(data.admin_email)
         password_hash = await self.hashing.hash(checked_password(data.admin_password, email=email))
         tenant_id = uuid.uuid4()
         try:

@@ -8,15 +8,20 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from tenants.inputs import anchored
+
 GLOBAL_MAX_FILE_SIZE = 5 * 1024**3  # the ceiling no tenant may raise its limit above
 MimePattern = Annotated[
     str,
     msgspec.Meta(
-        max_length=255, pattern=r"^(\*/\*|[a-z0-9][a-z0-9!#$&^_.+-]*/(\*|[a-z0-9][a-z0-9!#$&^_.+-]*))$"
+        max_length=255,
+        pattern=anchored(r"(\*/\*|[a-z0-9][a-z0-9!#$&^_.+-]*/(\*|[a-z0-9][a-z0-9!#$&^_.+-]*))"),
     ),
 ]
-Origin = Annotated[str, msgspec.Meta(max_length=255, pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")]
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+Origin = Annotated[
+    str, msgspec.Meta(max_length=255, pattern=anchored(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?"))
+]
+_LABEL = re.compile(r"\A[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 _LOOPBACK = ("localhost", "127.0.0.1")
 _DEFAULT_PORT = {"http": 80, "https": 443}
 

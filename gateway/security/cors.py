@@ -88,7 +88,7 @@ EXPOSED_HEADERS = ", ".join(
 ).encode()
 
 # What a browser sends as Origin: scheme and host in lower case, the port only when not the default.
-_ORIGIN = re.compile(r"^https?://[a-z0-9.-]{1,253}(:[0-9]{1,5})?$")
+_ORIGIN = re.compile(r"\Ahttps?://[a-z0-9.-]{1,253}(:[0-9]{1,5})?\Z")
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")

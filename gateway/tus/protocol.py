@@ -9,6 +9,7 @@ from datetime import datetime
 from email.utils import format_datetime
 
 from gateway.errors import FilegateError
+from tenants.inputs import INT64_MAX
 
 VERSION = "1.0.0"
 EXTENSIONS = "creation,creation-with-upload,termination,checksum,expiration"
@@ -99,6 +100,7 @@ def parse_checksum(header: str | None) -> tuple[str, bytes] | None:
 def parse_int_header(value: str | None, name: str) -> int | None:
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 19:
+    # ASCII digits only (str.isdigit also takes "²" and other scripts' digits), within PostgreSQL's bigint.
+    if not (value.isascii() and value.isdigit()) or len(value) > 19 or int(value) > INT64_MAX:
         raise TusError(f"{name} must be a non-negative integer")
     return int(value)

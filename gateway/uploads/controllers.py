@@ -44,7 +44,7 @@ def _content_length(request: Request[Any, Any, Any]) -> int | None:
     raw = request.headers.get("content-length")
     if raw is None:
         return None
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise ValidationFailed("Content-Length must be a number")
     return int(raw)
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import multipart
 from litestar import Request
-from litestar.exceptions import InternalServerException
 
-from gateway.errors import FilegateError, ValidationFailed
+from gateway.errors import ClientDisconnected, ValidationFailed
+from tenants.inputs import is_line
 
 FIELD_LIMIT = 2048
 FIELDS = ("connection_id", "path")
@@ -40,22 +40,12 @@ def optional_uuid(value: str | None, name: str) -> uuid.UUID | None:
         raise ValidationFailed(f"{name} must be a UUID") from None
 
 
-class ClientDisconnected(FilegateError):
-    code = "client_disconnected"
-    status = 400
-    title = "The client disconnected before the body was complete"
-
-
 async def body_stream(request: Request[Any, Any, Any]) -> AsyncIterator[bytes]:
-    """The request body as it arrives; a client that goes away is a client error, not a server one."""
-    try:
-        async for chunk in request.stream():
-            if chunk:
-                yield chunk
-    except InternalServerException as exc:
-        if "disconnected" not in str(exc.detail):
-            raise
-        raise ClientDisconnected() from None
+    """The request body as it arrives (`FilegateRequest.stream`: a client that goes away or stalls past
+    the idle timeout raises `ClientDisconnected`, a client error, not a server one)."""
+    async for chunk in request.stream():
+        if chunk:
+            yield chunk
 
 
 async def until_disconnect(chunks: AsyncIterator[bytes], expected: int | None) -> AsyncIterator[bytes]:
@@ -81,6 +71,16 @@ async def counted(chunks: AsyncIterator[bytes], expected: int | None) -> AsyncIt
         yield chunk
     if expected is not None and total != expected:
         raise ValidationFailed("the body is shorter than its Content-Length")
+
+
+def _field_text(name: str, value: bytearray) -> str:
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationFailed(f"form field {name} is not UTF-8") from None
+    if not is_line(text):
+        raise ValidationFailed(f"form field {name} must not contain control characters")
+    return text
 
 
 class MultipartUpload:
@@ -128,7 +128,7 @@ class MultipartUpload:
                 current, value = event.name, bytearray()
             elif event is None:
                 if current is not None:
-                    self.fields[current] = value.decode("utf-8", errors="strict")
+                    self.fields[current] = _field_text(current, value)
                 current = None
             elif isinstance(event, bytes | bytearray):
                 value += event

@@ -8,10 +8,10 @@ from typing import Annotated
 
 import msgspec
 
+from tenants.inputs import Email
 from tenants.models import Role
 
-Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
-Password = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+Password = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]  # hashed, never stored as text
 
 
 class UserCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -15,6 +15,7 @@ from gateway.identity.profile import ProfileCache
 from gateway.security.principal import Principal
 from gateway.security.revocation import Revocations
 from gateway.users.schemas import UserCreate, UserOut, UserPage, UserUpdate
+from tenants.inputs import normalize_email
 from tenants.models import Role, User
 from tenants.passwords import PasswordHashing, PasswordPolicyError, check_policy
 from tenants.repository import (
@@ -66,7 +67,7 @@ class UserService:
     async def create(
         self, session: AsyncSession, principal: Principal, data: UserCreate, ctx: AuditContext
     ) -> UserOut:
-        email = data.email.strip().lower()
+        email = normalize_email(data.email)
         password_hash = None
         if data.password is not None:
             password_hash = await self.hashing.hash(checked_password(data.password, email=email))

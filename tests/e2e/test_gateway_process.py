@@ -30,6 +30,18 @@ def test_cli_tenant_create_then_login_and_me(live_server) -> None:
     assert "conflict" in again.stderr
 
 
+def test_cli_tenant_create_refuses_invisible_email_and_newline_slug_without_a_traceback(live_server) -> None:
+    slug = "cli-bad-" + live_server.env["FILEGATE_PORT"]
+    for kwargs in (
+        {"slug": slug, "email": f"ad\u200bmin@{slug}.test"},
+        {"slug": slug + "\n", "email": f"admin@{slug}.test"},
+    ):
+        out = cli_tenant_create(live_server.env, name="Cli Bad", **kwargs)
+        assert out.returncode == 2, out.stderr
+        assert "Traceback" not in out.stderr
+        assert out.stdout == ""
+
+
 def test_chunked_ten_megabyte_body_is_refused_without_reading_it_all(live_server) -> None:
     def chunks():
         for _ in range(10):

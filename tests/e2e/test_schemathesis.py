@@ -52,6 +52,11 @@ def _fuzz(url: str, token: str, report: Path, *selection: str) -> None:
             "--suppress-health-check",
             "all",
             "--generation-deterministic",
+            # Strings as hostile as JSON allows: NUL and every other control character, any code point.
+            "--generation-allow-x00",
+            "true",
+            "--generation-codec",
+            "utf-8",
             *selection,
         ],
         capture_output=True,
@@ -61,6 +66,8 @@ def _fuzz(url: str, token: str, report: Path, *selection: str) -> None:
     )
     report.write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    # Every pattern the schema publishes is one OpenAPI tools can use (ECMA-262, as `anchored` writes them).
+    assert "Dropped `" not in proc.stdout, proc.stdout[-6000:]
     tested = re.search(r"Tested: (\d+)", proc.stdout)
     cases = re.search(r"(\d+) generated", proc.stdout)
     assert tested and int(tested.group(1)) > 0, proc.stdout[-2000:]

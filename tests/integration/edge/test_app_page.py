@@ -102,7 +102,9 @@ async def test_bundle_files_have_their_content_types(web: AsyncTestClient[Litest
 )
 async def test_only_bundle_files_are_served(web: AsyncTestClient[Litestar], path: str) -> None:
     r = await web.get(path)
-    assert r.status_code == 404, (path, r.status_code, r.text[:200])
+    # A control character in a path is refused at the edge (400) before any route sees it.
+    expected = 400 if "%00" in path else 404
+    assert r.status_code == expected, (path, r.status_code, r.text[:200])
     assert b"root:" not in r.content
 
 

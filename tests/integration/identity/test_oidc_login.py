@@ -239,6 +239,29 @@ async def test_accounts_are_never_linked_by_email(client: AsyncTestClient, idp: 
     assert events[0]["details"]["reason"] == "account_exists"
 
 
+@pytest.mark.parametrize(
+    "disguise",
+    [
+        lambda e: "".join(chr(ord(c) + 0xFEE0) if c.isalnum() else c for c in e),  # fullwidth
+        lambda e: e.upper(),
+        lambda e: e.replace("@", "\u200b@"),  # zero-width space
+    ],
+    ids=["fullwidth", "upper", "zero-width"],
+)
+async def test_an_email_in_another_unicode_form_is_not_a_second_account(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    idp: HostileOidc,
+    disguise: Any,
+) -> None:
+    tenant = await create_tenant(client)
+    await configure(client, tenant, idp)
+    idp.user = {**idp.user, "sub": "look-alike", "email": disguise(tenant.admin_email)}
+    r = await sign_in(client, tenant)
+    assert r.status_code == 401 and r.json()["code"] == "oidc_failed", r.text
+    users = (await client.get("/v1/users", headers=tenant.admin.headers)).json()["items"]
+    assert [u["email"] for u in users] == [tenant.admin_email]
+
+
 async def test_unverified_email_domain_rules_and_disabled_users(
     client: AsyncTestClient,  # type: ignore[type-arg]
     idp: HostileOidc,
