@@ -15,7 +15,7 @@ _RESERVED = re.compile(
     r"\A(con|prn|aux|nul|com[0-9]|lpt[0-9]|conin\$|conout\$|desktop\.ini)(\..*)?\Z", re.IGNORECASE
 )
 # SharePoint and OneDrive also refuse `_vti_` anywhere in a name and names starting with `~$`.
-_SHAREPOINT_REFUSED = re.compile(r"_vti_|\A~\$", re.IGNORECASE)
+_SHAREPOINT_REFUSED = re.compile(r"_vti_|\A~[$]", re.IGNORECASE)
 _UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]')
 
 
