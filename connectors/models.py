@@ -43,6 +43,7 @@ class ConnectionRepository(TenantRepository[Connection]):
             .returning(Connection.kind)
         )
         return result.scalar_one_or_none()
+
     async def of_kind(self, kind: str) -> list[Connection]:
         result = await self.session.execute(self.select().where(Connection.kind == kind))
         return list(result.scalars())
