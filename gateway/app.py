@@ -154,6 +154,7 @@ def create_app(settings: Settings) -> Litestar:
                 discovery=Discovery(allow_private=settings.connectors.allow_private),
                 redis=redis,
                 prefix=prefix,
+                seal=seal,
                 sessions=sessions,
                 identity=identity,
             ),
