@@ -359,7 +359,7 @@ class OidcService:
         key = self._state_key(state)
         stored = await self._redis.getdel(key)  # single use, whatever happens next
         payload = self._seal.open(key, stored) if stored is not None else None
-        if payload is None:
+        if not isinstance(payload, str):
             raise InvalidState("the sign-in state is unknown, expired or already used")
         try:
             pending = msgspec.json.decode(payload, type=PendingLogin)

@@ -16,13 +16,14 @@ while records of older versions still verify as long as their version is in the 
 
 A value that does not verify is a cache miss for the caller (reload from the database; a session, which
 lives only here, is gone) and a `security.alert` (kind `redis_record_forged`) naming the key, never the
-value. The caller then removes it only if it is still the same value (`drop_forged`), so the alert fires
-once and a concurrent legitimate write is never lost.
+value. `read` then removes it, only if it is still the same value, so the alert fires once and a
+concurrent legitimate write is never lost.
 """
 
 from __future__ import annotations
 
 import base64
+import enum
 import hashlib
 import hmac
 import struct
@@ -47,6 +48,14 @@ _DROP_IF_UNCHANGED = (
 )
 
 
+class Refusal(enum.Enum):
+    """Why a stored value is not trusted."""
+
+    FORGED = "forged"  # not sealed by us for this key, altered, or replayed long past its time: an alert
+    EXPIRED = "expired"  # just past its time (clocks and Redis's expiry disagree a little): quiet
+    UNVERIFIABLE = "unverifiable"  # sealed with a key version this replica's ring does not hold: quiet
+
+
 class RecordSeal:
     """Seals and opens the values Redis holds for security decisions."""
 
@@ -61,10 +70,8 @@ class RecordSeal:
         body = f"{self._version}.{int(time.time() + ttl) + 1}.{payload}"
         return f"{self._mac(self._keys[self._version], name, body)}.{body}"
 
-    def open(self, name: str, stored: str) -> str | None:
-        """The payload, or None when `stored` is not a record this deployment sealed for `name` (forged,
-        altered, moved, replayed past its time: a security alert), or one of a key version the ring no
-        longer (or not yet) holds, or merely expired (both quiet)."""
+    def open(self, name: str, stored: str) -> str | Refusal:
+        """The payload, or why `stored` is not a record to trust under `name`."""
         mac, dot, body = stored.partition(".")
         version_text, _, rest = body.partition(".")
         not_after_text, dot2, payload = rest.partition(".")
@@ -75,15 +82,28 @@ class RecordSeal:
         key = self._keys.get(int(version_text))
         if key is None:
             # A ring rotated on one replica before another, or an old version retired: not verifiable here,
-            # so not trusted; the caller reloads it from the database.
+            # so not trusted, but maybe good on a replica that holds the version.
             log.info("redis_record.key_version_unknown", key=name, version=int(version_text))
-            return None
+            return Refusal.UNVERIFIABLE
         if not hmac.compare_digest(mac, self._mac(key, name, body)):
             return self._forged(name, "bad_mac")
         late = time.time() - int(not_after_text)
         if late > 0:
-            return self._forged(name, "replayed") if late > CLOCK_SKEW else None
+            return self._forged(name, "replayed") if late > CLOCK_SKEW else Refusal.EXPIRED
         return payload
+
+    async def read(self, redis: Redis, name: str, stored: str | None) -> str | None:
+        """The payload of the value read from `name`, or None (a miss). A forged or expired value is
+        removed (unless replaced meanwhile), so the alert fires once and the database's answer can be
+        cached again; one of a key version this replica does not hold is left for those that do."""
+        if stored is None:
+            return None
+        opened = self.open(name, stored)
+        if not isinstance(opened, Refusal):
+            return opened
+        if opened is not Refusal.UNVERIFIABLE:
+            await redis.eval(_DROP_IF_UNCHANGED, 1, name, stored)  # type: ignore[misc]
+        return None
 
     @staticmethod
     def _mac(key: bytes, name: str, body: str) -> str:
@@ -92,11 +112,6 @@ class RecordSeal:
         return base64.urlsafe_b64encode(hmac.digest(key, message, hashlib.sha256)).rstrip(b"=").decode()
 
     @staticmethod
-    def _forged(name: str, reason: str) -> None:
+    def _forged(name: str, reason: str) -> Refusal:
         log.warning("security.alert", kind="redis_record_forged", key=name, reason=reason)
-        return None
-
-
-async def drop_forged(redis: Redis, name: str, stored: str) -> None:
-    """Remove a value that failed verification, unless it was replaced meanwhile."""
-    await redis.eval(_DROP_IF_UNCHANGED, 1, name, stored)  # type: ignore[misc]
+        return Refusal.FORGED

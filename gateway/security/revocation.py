@@ -29,7 +29,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db import Database, after_commit
-from gateway.security.redis_records import RecordSeal, drop_forged
+from gateway.security.redis_records import RecordSeal
 from tenants.repository import RefreshTokenRepository, UserRepository
 
 LIVE = "live"
@@ -94,14 +94,8 @@ class Revocations:
         return current == str(epoch) and family == LIVE
 
     async def verified(self, name: str, stored: str | None) -> str | None:
-        """The answer cached under `name` if the servers sealed it there; anything else is a miss (and,
-        when forged, removed so the database's answer can be cached again)."""
-        if stored is None:
-            return None
-        answer = self._seal.open(name, stored)
-        if answer is None:
-            await drop_forged(self._redis, name, stored)
-        return answer
+        """The answer cached under `name` if the servers sealed it there; anything else is a miss."""
+        return await self._seal.read(self._redis, name, stored)
 
     async def _shared_load(
         self, tenant_id: uuid.UUID, user_id: uuid.UUID, family_id: uuid.UUID | None, *, need_epoch: bool

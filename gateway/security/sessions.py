@@ -23,7 +23,7 @@ from litestar.datastructures import Cookie
 from redis.asyncio import Redis
 
 from gateway.errors import FilegateError
-from gateway.security.redis_records import RecordSeal, drop_forged
+from gateway.security.redis_records import RecordSeal
 
 SESSION_COOKIE = "__Host-filegate_session"
 CSRF_HEADER = "x-csrf-token"
@@ -101,12 +101,9 @@ class SessionStore:
         if not session_id or len(session_id) > 128:
             return None
         key = self._key(session_id)
-        stored = await self._redis.get(key)
-        if stored is None:
-            return None
-        payload = self._seal.open(key, stored)
-        if payload is None:  # not sealed by us for this cookie, or past its absolute end
-            await drop_forged(self._redis, key, stored)
+        # None also when not sealed by us for this cookie, or past its absolute end.
+        payload = await self._seal.read(self._redis, key, await self._redis.get(key))
+        if payload is None:
             return None
         try:
             session = msgspec.json.decode(payload, type=BrowserSession)

@@ -10,7 +10,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from connectors.credentials import LocalKeyRing
-from gateway.security.redis_records import CLOCK_SKEW, PURPOSE, RecordSeal
+from gateway.security.redis_records import CLOCK_SKEW, PURPOSE, RecordSeal, Refusal
 
 SESSION = "fg:session:" + "a" * 64
 OTHER = "fg:session:" + "b" * 64
@@ -31,7 +31,7 @@ def test_a_sealed_record_opens_under_its_own_key_only() -> None:
     stored = seal.seal(SESSION, '{"role":"viewer"}', ttl=60)
     assert seal.open(SESSION, stored) == '{"role":"viewer"}'
     with capture_logs() as logs:
-        assert seal.open(OTHER, stored) is None  # moved under a cookie the attacker chose
+        assert seal.open(OTHER, stored) is Refusal.FORGED  # moved under a cookie the attacker chose
     assert _alerts(logs) == ["bad_mac"]
 
 
@@ -49,7 +49,7 @@ def test_an_altered_or_unsealed_record_is_refused_with_an_alert(tamper) -> None:
     seal = _seal(LocalKeyRing.generate())
     stored = seal.seal(SESSION, '{"role":"viewer"}', ttl=60)
     with capture_logs() as logs:
-        assert seal.open(SESSION, tamper(stored)) is None
+        assert seal.open(SESSION, tamper(stored)) is Refusal.FORGED
     assert len(_alerts(logs)) == 1
     assert "admin" not in str(logs) and "viewer" not in str(logs)  # the value is never logged
 
@@ -61,9 +61,9 @@ def test_a_record_copied_earlier_is_not_believed_past_its_time() -> None:
     assert seal.open(SESSION, stored) == "live"
     with capture_logs() as logs, pytest.MonkeyPatch.context() as mp:
         mp.setattr(time, "time", lambda: now + 62)  # just expired: Redis may be a second late, quiet
-        assert seal.open(SESSION, stored) is None
+        assert seal.open(SESSION, stored) is Refusal.EXPIRED
         mp.setattr(time, "time", lambda: now + 62 + CLOCK_SKEW + 1)  # written back long after: replayed
-        assert seal.open(SESSION, stored) is None
+        assert seal.open(SESSION, stored) is Refusal.FORGED
     assert _alerts(logs) == ["replayed"]
 
 
@@ -76,11 +76,11 @@ def test_rotation_keeps_older_records_verifiable_while_their_version_is_in_the_r
     assert _seal(new_ring).open(SESSION, before) == "1"
     # A replica still on the old ring cannot verify the new version: a quiet miss, not trusted.
     with capture_logs() as logs:
-        assert _seal(old_ring).open(SESSION, after) is None
+        assert _seal(old_ring).open(SESSION, after) is Refusal.UNVERIFIABLE
     assert _alerts(logs) == []
     # Another deployment's ring (a neighbour sharing Redis) seals nothing we trust.
     with capture_logs() as logs:
-        assert _seal(LocalKeyRing.generate()).open(SESSION, before) is None
+        assert _seal(LocalKeyRing.generate()).open(SESSION, before) is Refusal.FORGED
     assert _alerts(logs) == ["bad_mac"]
 
 
