@@ -1,8 +1,10 @@
 """Browser sessions: a `__Host-` cookie naming a server-side session in Redis, with a CSRF token.
 
 The cookie holds 256 random bits; Redis holds the session under SHA-256 of that value, so a copy of
-Redis does not hand out sessions, and sealed (`redis_records`) for that key, so a write to Redis does not
-make one either: a record the servers did not seal for this cookie is no session (and an alert). A session has an idle timeout (the key's TTL, renewed on use) and an
+Redis does not hand out sessions, and sealed (`redis_records`) for that key and one idle period (sealed
+again on each use), so a write to Redis does not make one either: a record the servers did not seal for
+this cookie is no session (and an alert), and one copied before a logout and written back after it dies
+within the idle timeout. A session has an idle timeout (the key's TTL, renewed on use) and an
 absolute one (stored, never renewed), is revoked by logout (deleted) and by everything that revokes a
 user's tokens: it carries the user's session epoch, checked against the database's (through its cache)
 on every request. Losing Redis loses sessions, never a revocation: a flushed session is simply gone. Unsafe methods with the
@@ -92,8 +94,10 @@ class SessionStore:
             epoch=epoch,
         )
         key = self._key(session_id)
-        record = self._seal.seal(key, msgspec.json.encode(session).decode(), ttl=self.absolute)
-        await self._redis.set(key, record, ex=min(self.idle, self.absolute))
+        ttl = min(self.idle, self.absolute)
+        await self._redis.set(
+            key, self._seal.seal(key, msgspec.json.encode(session).decode(), ttl=ttl), ex=ttl
+        )
         return session_id, session
 
     async def get(self, session_id: str) -> BrowserSession | None:
@@ -113,7 +117,10 @@ class SessionStore:
         if remaining <= 0:
             await self._redis.delete(key)
             return None
-        await self._redis.expire(key, max(1, int(min(self.idle, remaining))))
+        # Sealed anew for one idle period, not for its whole life: a record copied out of Redis and written
+        # back after logout is good for one idle period at most. XX: a logout meanwhile stays a logout.
+        ttl = max(1, int(min(self.idle, remaining)))
+        await self._redis.set(key, self._seal.seal(key, payload, ttl=ttl), ex=ttl, xx=True)
         return session
 
     async def delete(self, session_id: str) -> None:

@@ -144,3 +144,31 @@ async def test_a_revocation_cache_entry_rewritten_in_redis_does_not_bring_a_revo
         assert await _me(client, bearer(key["key"])) == 401
     finally:
         await redis.aclose()
+
+
+async def test_a_session_record_copied_before_logout_is_trusted_for_one_idle_period_at_most(
+    client, settings
+) -> None:
+    from gateway.keys import load_record_seal
+    from gateway.security.sessions import SessionStore
+
+    t = await create_tenant(client)
+    idle = settings.auth.session_idle
+    assert idle < 36000
+    redis = Redis.from_url(REDIS, decode_responses=True)
+    try:
+        store = SessionStore(
+            redis, settings.redis.key_prefix, load_record_seal(settings), idle=600, absolute=36000
+        )
+        session_id, _ = await store.create(uuid.UUID(t.id), uuid.UUID(t.admin_id), "admin", epoch=0)
+        cookie = {"Cookie": f"{SESSION_COOKIE}={session_id}"}
+        assert await _me(client, cookie) == 200  # used: sealed again
+        [key] = [k async for k in redis.scan_iter(match=f"{settings.redis.key_prefix}session:*")]
+        copied = await redis.get(key)
+        assert copied is not None
+        not_after = int(copied.split(".")[2])
+        assert not_after <= time.time() + idle + 2  # the idle period, not the ten-hour absolute life
+        await store.delete(session_id)  # what logout does
+        assert await _me(client, cookie) == 401
+    finally:
+        await redis.aclose()
