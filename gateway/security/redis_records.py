@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import enum
-import hashlib
 import hmac
 import struct
 import time
@@ -109,7 +108,7 @@ class RecordSeal:
     def _mac(key: bytes, name: str, body: str) -> str:
         encoded = name.encode()
         message = struct.pack(">I", len(encoded)) + encoded + body.encode()
-        return base64.urlsafe_b64encode(hmac.digest(key, message, hashlib.sha256)).rstrip(b"=").decode()
+        return base64.urlsafe_b64encode(hmac.digest(key, message, "sha256")).rstrip(b"=").decode()
 
     @staticmethod
     def _forged(name: str, reason: str) -> Refusal:
