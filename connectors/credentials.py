@@ -21,7 +21,9 @@ from typing import Protocol
 
 import msgspec
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 FORMAT = 1
 KEY_BYTES = 32
@@ -95,6 +97,14 @@ class LocalKeyRing:
             raise CredentialError(
                 "the data key does not open here (wrong key, tenant, owner or field)"
             ) from None
+
+    def derived_keys(self, purpose: bytes) -> dict[int, bytes]:
+        """Per ring version, a 256-bit key for `purpose` (HKDF-SHA256): the KEKs themselves never leave
+        the ring, and a key derived for one purpose is useless for any other."""
+        return {
+            version: HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=purpose).derive(key)
+            for version, key in self._keys.items()
+        }
 
     # --- persistence -------------------------------------------------------------------------------
     @classmethod

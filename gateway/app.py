@@ -28,7 +28,7 @@ from gateway.health import MetricsController, live, ready
 from gateway.identity.controllers import AuthController, jwks, me
 from gateway.identity.profile import ProfileCache
 from gateway.identity.service import IdentityService
-from gateway.keys import load_credentials, load_keyring
+from gateway.keys import load_credentials, load_keyring, load_record_seal
 from gateway.oidc.controllers import IdentityProviderController, OidcLoginController
 from gateway.oidc.discovery import Discovery
 from gateway.oidc.service import OidcService
@@ -88,6 +88,7 @@ def create_app(settings: Settings) -> Litestar:
     settings.require("DATABASE_URL", "REDIS_URL")
     ring = load_keyring(settings)
     credentials = load_credentials(settings)
+    seal = load_record_seal(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -105,8 +106,8 @@ def create_app(settings: Settings) -> Litestar:
         tokens = AccessTokens(ring, issuer=auth.issuer, audience=auth.audience, ttl=auth.access_token_ttl)
         hashing = PasswordHashing(time_cost=auth.argon2_time_cost, memory_kib=auth.argon2_memory_kib)
         audit = AuditRecorder(db)
-        revocations = Revocations(redis, prefix, db)
-        sessions = SessionStore(redis, prefix, idle=auth.session_idle, absolute=auth.session_max)
+        revocations = Revocations(redis, prefix, db, seal)
+        sessions = SessionStore(redis, prefix, seal, idle=auth.session_idle, absolute=auth.session_max)
         policy = PolicyService(audit=audit)
         profiles = ProfileCache()
         queue = await ArqQueue.connect(settings)
@@ -143,6 +144,7 @@ def create_app(settings: Settings) -> Litestar:
                 db=db,
                 audit=audit,
                 redis=redis,
+                seal=seal,
                 sessions=sessions,
             ),
             sessions=sessions,
@@ -154,6 +156,7 @@ def create_app(settings: Settings) -> Litestar:
                 discovery=Discovery(allow_private=settings.connectors.allow_private),
                 redis=redis,
                 prefix=prefix,
+                seal=seal,
                 sessions=sessions,
                 identity=identity,
             ),

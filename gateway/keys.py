@@ -7,6 +7,8 @@ from pathlib import Path
 from connectors.credentials import CredentialManager, LocalKeyRing
 from connectors.credentials import KeyRingError as CredentialKeyRingError
 from connectors.private_files import private_root
+from gateway.security.redis_records import PURPOSE as RECORD_PURPOSE
+from gateway.security.redis_records import RecordSeal
 from gateway.settings import Settings, SettingsError
 from tenants.tokens import KeyRing, KeyRingError
 
@@ -39,6 +41,17 @@ def credential_keyring_path(settings: Settings) -> Path:
 
 def load_credentials(settings: Settings) -> CredentialManager:
     """The credential manager over FILEGATE_KEYRING; embedded mode generates a ring, production refuses."""
+    return CredentialManager(load_credential_ring(settings))
+
+
+def load_record_seal(settings: Settings) -> RecordSeal:
+    """The seal of the records Redis holds for security decisions: keys derived from FILEGATE_KEYRING, so
+    every replica (and only they) holds them, and `filegate keys rotate` rotates them too."""
+    return RecordSeal(load_credential_ring(settings).derived_keys(RECORD_PURPOSE))
+
+
+def load_credential_ring(settings: Settings) -> LocalKeyRing:
+    """FILEGATE_KEYRING; embedded mode generates a ring, production refuses to run without one."""
     source = settings.auth.keyring
     if source is None:
         if settings.server.mode == "production":
@@ -51,7 +64,7 @@ def load_credentials(settings: Settings) -> CredentialManager:
             LocalKeyRing.generate().save(path)
         source = str(path)
     try:
-        return CredentialManager(LocalKeyRing.load(source))
+        return LocalKeyRing.load(source)
     except CredentialKeyRingError as exc:
         raise SettingsError(f"FILEGATE_KEYRING: {exc}") from None
 

@@ -2,8 +2,9 @@
 
 Login: authorization code flow with PKCE (S256). `state` (single use, ten minutes) and `nonce` live in
 Redis under SHA-256 of the state, together with the PKCE verifier and a hash of a random value that only
-the browser that started the login holds (the `__Host-filegate_oidc` cookie): a state replayed, expired,
-or arriving in another browser is refused. The ID token is validated (signature by the provider's JWKS,
+the browser that started the login holds (the `__Host-filegate_oidc` cookie), sealed for its key
+(`redis_records`): a state replayed, expired, arriving in another browser, or written or edited by anyone
+but the servers (its tenant, binding or redirect target) is refused. The ID token is validated (signature by the provider's JWKS,
 pinned algorithms, iss, aud, exp, iat, nonce, azp), `email_verified` is honoured, and a user is found by
 the provider's `sub` only, never by email; an unknown user is created with the provider's default role
 when the provider allows it and no account holds that email. Redirect targets after login are relative
@@ -42,6 +43,7 @@ from gateway.identity.service import IdentityService
 from gateway.oidc.discovery import Discovery, DiscoveryError
 from gateway.oidc.schemas import GOOGLE_ISSUER, ProviderIn, ProviderList, ProviderOut
 from gateway.security.principal import Principal
+from gateway.security.redis_records import RecordSeal
 from gateway.security.sessions import SessionStore, host_cookie
 from tenants import oidc as idtoken
 from tenants.inputs import InvalidInput, normalize_email
@@ -142,6 +144,7 @@ class OidcService:
         discovery: Discovery,
         redis: Redis,
         prefix: str,
+        seal: RecordSeal,
         sessions: SessionStore,
         identity: IdentityService,
     ) -> None:
@@ -151,6 +154,7 @@ class OidcService:
         self.discovery = discovery
         self._redis = redis
         self._prefix = prefix
+        self._seal = seal
         self.sessions = sessions
         self.identity = identity
 
@@ -332,7 +336,9 @@ class OidcService:
             redirect_to=target,
             mode="tokens" if mode == "tokens" else "session",
         )
-        await self._redis.set(self._state_key(state), msgspec.json.encode(pending), ex=STATE_TTL)
+        key = self._state_key(state)
+        sealed = self._seal.seal(key, msgspec.json.encode(pending).decode(), ttl=STATE_TTL)
+        await self._redis.set(key, sealed, ex=STATE_TTL)
         async with self._client(provider, callback_url(base_url, name)) as client:
             url, _ = client.create_authorization_url(
                 meta.authorization_endpoint, state=state, nonce=nonce, code_verifier=verifier
@@ -351,10 +357,15 @@ class OidcService:
         state = params.get("state")
         if not state or len(state) > 256:
             raise InvalidState("the sign-in state is missing")
-        raw = await self._redis.getdel(self._state_key(state))  # single use, whatever happens next
-        if raw is None:
+        key = self._state_key(state)
+        stored = await self._redis.getdel(key)  # single use, whatever happens next
+        payload = self._seal.open(key, stored) if stored is not None else None
+        if not isinstance(payload, str):
             raise InvalidState("the sign-in state is unknown, expired or already used")
-        pending = msgspec.json.decode(raw, type=PendingLogin)
+        try:
+            pending = msgspec.json.decode(payload, type=PendingLogin)
+        except msgspec.DecodeError:  # sealed by another version of this code
+            raise InvalidState("the sign-in state is unknown, expired or already used") from None
         if (
             pending.provider != name
             or binding is None

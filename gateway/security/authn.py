@@ -4,7 +4,8 @@ JWTs are checked in memory (signature and claims, once per token) plus one Redis
 revocation (the user's session epoch and the token's refresh-token family, answers the database gives
 when Redis does not know them: see `revocation`). The in-process cache of verified tokens holds only
 what never changes; revocation is asked on every request.
-API keys are checked against a record cached in Redis for a few minutes and a tombstone written before
+API keys are checked against a record cached in Redis for a few minutes (sealed for its key, see
+`redis_records`: a record the servers did not write is reloaded from the database) and a tombstone written before
 the revoking transaction commits, so a revoked key fails on the very next request; a record carries its
 creator's session epoch, so a creator's role change, disablement or erasure invalidates it, and a record
 whose creator's epoch Redis no longer knows is reloaded from the database.
@@ -28,6 +29,7 @@ from gateway.db import Database
 from gateway.errors import InvalidToken
 from gateway.security.client import audit_context_of_scope
 from gateway.security.principal import Principal
+from gateway.security.redis_records import RecordSeal
 from gateway.security.revocation import Revocations, epoch_text
 from gateway.security.sessions import (
     CSRF_HEADER,
@@ -70,9 +72,9 @@ KEY_RECORD_TTL = 300
 MAX_REMEMBERED_KEYS = 50_000
 
 
-def _decoded_record(raw: str) -> KeyRecord | None:
+def _decoded_record(payload: str) -> KeyRecord | None:
     try:
-        return msgspec.json.decode(raw, type=KeyRecord)
+        return msgspec.json.decode(payload, type=KeyRecord)
     except msgspec.DecodeError:  # written by another version: reload it
         return None
 
@@ -104,9 +106,11 @@ class Authenticator:
         db: Database,
         audit: AuditRecorder,
         redis: Redis,
+        seal: RecordSeal,
         sessions: SessionStore | None = None,
     ) -> None:
         self.sessions = sessions
+        self._seal = seal
         self.tokens = tokens
         self.revocations = revocations
         self.db = db
@@ -197,12 +201,14 @@ class Authenticator:
         cached, tombstone = values[0], values[1]
         if tombstone is not None:
             return None
-        record = _decoded_record(cached) if cached is not None else None
+        payload = await self.revocations.verified(cache_key, cached)
+        record = _decoded_record(payload) if payload is not None else None
         if record is not None:
+            epoch_key = self.revocations.epoch_key(record.creator_id)
             if creator == record.creator_id:
-                epoch = values[2]
+                epoch = await self.revocations.verified(epoch_key, values[2])
             else:
-                epoch = await self._redis.get(self.revocations.epoch_key(record.creator_id))
+                epoch = await self.revocations.verified(epoch_key, await self._redis.get(epoch_key))
                 self._remember_creator(key_id, record.creator_id)
             # An epoch Redis lost is not "unchanged": the record is trusted only against a known epoch.
             if epoch is not None and epoch == record.creator_epoch:
@@ -210,7 +216,9 @@ class Authenticator:
         loaded = await self._load_key(key_id)
         if loaded is not None:
             self._remember_creator(key_id, loaded.creator_id)
-            await self._redis.set(cache_key, msgspec.json.encode(loaded), ex=KEY_RECORD_TTL)
+            record_text = msgspec.json.encode(loaded).decode()
+            sealed = self._seal.seal(cache_key, record_text, ttl=KEY_RECORD_TTL)
+            await self._redis.set(cache_key, sealed, ex=KEY_RECORD_TTL)
         return loaded
 
     def _remember_creator(self, key_id: uuid.UUID, creator_id: uuid.UUID) -> None:

@@ -8,7 +8,10 @@ What revokes what, each held in PostgreSQL:
   access token names its family (`sid` claim) and dies with it;
 - an API key (`api_keys.revoked_at`, with the keys it created): see the key records in `authn`.
 
-Redis caches each answer under its own key, so a request costs one MGET. A missing key (never asked,
+Redis caches each answer under its own key, so a request costs one MGET. Each answer is sealed
+(`redis_records`) for its key and trusted for CACHE_TTL at most: an answer written by anyone but the
+servers (an older epoch, "live" for a revoked family) is a miss and an alert, and one copied from Redis
+before a revocation and written back after it stops being believed within CACHE_TTL. A missing key (never asked,
 flushed, evicted, expired) is asked of the database once and written back only while still absent
 (SET NX): a refill never overwrites a revocation. A revocation writes its answer before its transaction
 commits, so the very next request on any replica sees it (with a short TTL: a rollback heals by itself),
@@ -26,13 +29,16 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db import Database, after_commit
+from gateway.security.redis_records import RecordSeal
 from tenants.repository import RefreshTokenRepository, UserRepository
 
 LIVE = "live"
 REVOKED = "revoked"
 GONE = "gone"  # the user's epoch when the user no longer exists: it equals no token's epoch
-# Answers change only by a revocation, which overwrites them: the TTL bounds memory, not staleness.
-CACHE_TTL = 6 * 3600
+# Answers change only by a revocation, which overwrites them; the TTL bounds how long an answer copied out
+# of Redis before a revocation could be replayed after it, at one database read per user and family per
+# TTL (shared by every replica).
+CACHE_TTL = 300
 # A revocation's answer before its commit: long enough for any transaction, short enough to heal a rollback.
 PENDING_TTL = 60
 
@@ -45,8 +51,9 @@ def epoch_text(epoch: int | None) -> str:
 
 
 class Revocations:
-    def __init__(self, redis: Redis, prefix: str, db: Database) -> None:
+    def __init__(self, redis: Redis, prefix: str, db: Database, seal: RecordSeal) -> None:
         self._redis = redis
+        self._seal = seal
         self._prefix = prefix
         self._db = db
         # Reads in flight only (never a finished answer: that would bypass the next revocation).
@@ -76,8 +83,8 @@ class Revocations:
         if family_id is not None:
             names.append(self.family_key(family_id))
         values = await self._redis.mget(names)
-        current: str | None = values[0]
-        family: str | None = values[1] if family_id is not None else LIVE
+        current = await self.verified(names[0], values[0])
+        family = await self.verified(names[1], values[1]) if family_id is not None else LIVE
         if current is None or family is None:
             loaded_epoch, loaded_family = await self._shared_load(
                 tenant_id, user_id, family_id if family is None else None, need_epoch=current is None
@@ -85,6 +92,10 @@ class Revocations:
             current = current if current is not None else loaded_epoch
             family = family if family is not None else loaded_family
         return current == str(epoch) and family == LIVE
+
+    async def verified(self, name: str, stored: str | None) -> str | None:
+        """The answer cached under `name` if the servers sealed it there; anything else is a miss."""
+        return await self._seal.read(self._redis, name, stored)
 
     async def _shared_load(
         self, tenant_id: uuid.UUID, user_id: uuid.UUID, family_id: uuid.UUID | None, *, need_epoch: bool
@@ -174,5 +185,5 @@ class Revocations:
     async def _set(self, values: dict[str, str], *, ttl: int, only_if_absent: bool = False) -> None:
         pipe = self._redis.pipeline(transaction=False)
         for name, value in values.items():
-            pipe.set(name, value, ex=ttl, nx=only_if_absent)
+            pipe.set(name, self._seal.seal(name, value, ttl=ttl), ex=ttl, nx=only_if_absent)
         await pipe.execute()

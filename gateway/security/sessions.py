@@ -1,7 +1,10 @@
 """Browser sessions: a `__Host-` cookie naming a server-side session in Redis, with a CSRF token.
 
 The cookie holds 256 random bits; Redis holds the session under SHA-256 of that value, so a copy of
-Redis does not hand out sessions. A session has an idle timeout (the key's TTL, renewed on use) and an
+Redis does not hand out sessions, and sealed (`redis_records`) for that key and one idle period (sealed
+again on each use), so a write to Redis does not make one either: a record the servers did not seal for
+this cookie is no session (and an alert), and one copied before a logout and written back after it dies
+within the idle timeout. A session has an idle timeout (the key's TTL, renewed on use) and an
 absolute one (stored, never renewed), is revoked by logout (deleted) and by everything that revokes a
 user's tokens: it carries the user's session epoch, checked against the database's (through its cache)
 on every request. Losing Redis loses sessions, never a revocation: a flushed session is simply gone. Unsafe methods with the
@@ -22,6 +25,7 @@ from litestar.datastructures import Cookie
 from redis.asyncio import Redis
 
 from gateway.errors import FilegateError
+from gateway.security.redis_records import RecordSeal
 
 SESSION_COOKIE = "__Host-filegate_session"
 CSRF_HEADER = "x-csrf-token"
@@ -64,8 +68,9 @@ def csrf_matches(session: BrowserSession, presented: str | None) -> bool:
 
 
 class SessionStore:
-    def __init__(self, redis: Redis, prefix: str, *, idle: int, absolute: int) -> None:
+    def __init__(self, redis: Redis, prefix: str, seal: RecordSeal, *, idle: int, absolute: int) -> None:
         self._redis = redis
+        self._seal = seal
         self._prefix = prefix
         self.idle = idle
         self.absolute = absolute
@@ -88,8 +93,10 @@ class SessionStore:
             expires_at=now + self.absolute,
             epoch=epoch,
         )
+        key = self._key(session_id)
+        ttl = min(self.idle, self.absolute)
         await self._redis.set(
-            self._key(session_id), msgspec.json.encode(session), ex=min(self.idle, self.absolute)
+            key, self._seal.seal(key, msgspec.json.encode(session).decode(), ttl=ttl), ex=ttl
         )
         return session_id, session
 
@@ -98,18 +105,22 @@ class SessionStore:
         if not session_id or len(session_id) > 128:
             return None
         key = self._key(session_id)
-        raw = await self._redis.get(key)
-        if raw is None:
+        # None also when not sealed by us for this cookie, or past its absolute end.
+        payload = await self._seal.read(self._redis, key, await self._redis.get(key))
+        if payload is None:
             return None
         try:
-            session = msgspec.json.decode(raw, type=BrowserSession)
-        except msgspec.DecodeError:
+            session = msgspec.json.decode(payload, type=BrowserSession)
+        except msgspec.DecodeError:  # sealed by another version of this code: sign in again
             return None
         remaining = session.expires_at - time.time()
         if remaining <= 0:
             await self._redis.delete(key)
             return None
-        await self._redis.expire(key, max(1, int(min(self.idle, remaining))))
+        # Sealed anew for one idle period, not for its whole life: a record copied out of Redis and written
+        # back after logout is good for one idle period at most. XX: a logout meanwhile stays a logout.
+        ttl = max(1, int(min(self.idle, remaining)))
+        await self._redis.set(key, self._seal.seal(key, payload, ttl=ttl), ex=ttl, xx=True)
         return session
 
     async def delete(self, session_id: str) -> None:

@@ -11,6 +11,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
+from gateway.keys import load_record_seal
 from gateway.security.sessions import SESSION_COOKIE, SessionStore
 from gateway.settings import Settings
 from tests.conftest import REDIS
@@ -21,7 +22,13 @@ from tests.factories import TenantHandle, create_tenant, create_user
 async def store(settings: Settings) -> AsyncIterator[SessionStore]:
     """The app's session store, reached over a Redis connection of the test's own event loop."""
     redis = Redis.from_url(REDIS, decode_responses=True)
-    yield SessionStore(redis, settings.redis.key_prefix, idle=settings.auth.session_idle, absolute=3600)
+    yield SessionStore(
+        redis,
+        settings.redis.key_prefix,
+        load_record_seal(settings),
+        idle=settings.auth.session_idle,
+        absolute=3600,
+    )
     await redis.aclose()
 
 
@@ -104,7 +111,9 @@ async def test_idle_and_absolute_timeouts(settings: Settings) -> None:
     try:
         async with AsyncTestClient(app=create_app(quick)) as client:
             tenant = await create_tenant(client)
-            idle = SessionStore(redis, settings.redis.key_prefix, idle=1, absolute=3600)
+            idle = SessionStore(
+                redis, settings.redis.key_prefix, load_record_seal(settings), idle=1, absolute=3600
+            )
             cookie = await browser_of(idle, tenant, tenant.admin_id, "admin")
             assert (await client.get("/v1/me", headers=cookie)).status_code == 200
             await asyncio.sleep(0.6)
@@ -114,7 +123,9 @@ async def test_idle_and_absolute_timeouts(settings: Settings) -> None:
             await asyncio.sleep(2.2)
             assert (await client.get("/v1/me", headers=cookie)).status_code == 401
 
-            short = SessionStore(redis, settings.redis.key_prefix, idle=3600, absolute=1)
+            short = SessionStore(
+                redis, settings.redis.key_prefix, load_record_seal(settings), idle=3600, absolute=1
+            )
             cookie = await browser_of(short, tenant, tenant.admin_id, "admin")
             assert (await client.get("/v1/me", headers=cookie)).status_code == 200
             await asyncio.sleep(1.2)

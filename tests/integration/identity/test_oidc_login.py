@@ -11,8 +11,11 @@ import httpx
 import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
+from structlog.testing import capture_logs
 
 from gateway.settings import Settings
+from tests.conftest import REDIS
 from tests.factories import TenantHandle, create_tenant, create_user
 from tests.fakes.oidc_hostile import SWITCHES, HostileOidc, Tamper
 from tests.fakes.oidc_hostile import running as running_hostile
@@ -226,6 +229,30 @@ async def test_redirects_off_site_are_refused_before_the_provider_is_asked(
     assert not idp.authorizations
     r = await sign_in(client, tenant, redirect_to="https://app.allowed.example/done")
     assert r.status_code == 302 and r.headers["location"] == "https://app.allowed.example/done"
+
+
+async def test_a_sign_in_state_rewritten_in_redis_cannot_send_the_browser_elsewhere(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    idp: HostileOidc,
+    settings: Settings,
+) -> None:
+    """Whoever writes to Redis edits a pending sign-in (its redirect target) under its own key."""
+    tenant = await create_tenant(client)
+    await configure(client, tenant, idp)
+    url, binding = await start(client, tenant)
+    redis = Redis.from_url(REDIS, decode_responses=True)
+    try:
+        [key] = [k async for k in redis.scan_iter(match=f"{settings.redis.key_prefix}oidc:state:*")]
+        stored = await redis.get(key)
+        assert stored is not None and '"redirect_to":"/app/upload"' in stored
+        await redis.set(key, stored.replace("/app/upload", "https://evil.example/phish"), ex=600)
+        with capture_logs() as logs:
+            r = await callback(client, authorize(url), binding)
+        assert r.status_code == 400 and r.json()["code"] == "invalid_state", r.text
+        assert "evil.example" not in r.headers.get("location", "")
+        assert any(e["event"] == "security.alert" and e.get("kind") == "redis_record_forged" for e in logs)
+    finally:
+        await redis.aclose()
 
 
 async def test_accounts_are_never_linked_by_email(client: AsyncTestClient, idp: HostileOidc) -> None:  # type: ignore[type-arg]

@@ -9,6 +9,7 @@ import uuid
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
+from gateway.keys import load_record_seal
 from gateway.security.sessions import SESSION_COOKIE, SessionStore
 from gateway.settings import Settings
 from tests.conftest import REDIS
@@ -133,7 +134,9 @@ async def test_browser_session_of_a_disabled_user_stays_refused_when_its_revocat
     user, _ = await create_user(client, t, "manager")
     redis = Redis.from_url(REDIS, decode_responses=True)
     try:
-        store = SessionStore(redis, settings.redis.key_prefix, idle=3600, absolute=3600)
+        store = SessionStore(
+            redis, settings.redis.key_prefix, load_record_seal(settings), idle=3600, absolute=3600
+        )
         session_id, _ = await store.create(uuid.UUID(t.id), uuid.UUID(user["id"]), "manager", epoch=0)
         cookie = {"Cookie": f"{SESSION_COOKIE}={session_id}"}
         assert await _me(client, cookie) == 200
@@ -171,7 +174,7 @@ async def test_a_flush_costs_one_database_read_per_session_then_redis_answers_ag
     db = Database(create_engine(settings))
     event.listen(db.engine.sync_engine, "before_cursor_execute", count)
     try:
-        revocations = Revocations(redis, settings.redis.key_prefix, db)
+        revocations = Revocations(redis, settings.redis.key_prefix, db, load_record_seal(settings))
         # A burst right after the flush shares one read; later checks are answered by Redis again.
         assert await asyncio.gather(*[revocations.is_live(*args) for _ in range(20)]) == [True] * 20
         assert len(reads) == 2, reads  # the user's epoch and the family's state, once
@@ -196,7 +199,8 @@ async def test_a_revocation_is_cached_for_long_once_committed(client, settings) 
     redis = Redis.from_url(REDIS, decode_responses=True)
     try:
         key = f"{settings.redis.key_prefix}auth:epoch:{user['id']}"
-        assert await redis.get(key) == "1"
+        stored = await redis.get(key)
+        assert stored is not None and load_record_seal(settings).open(key, stored) == "1"
         # Written again after the commit with the long TTL, not left at the pre-commit one.
         assert await redis.ttl(key) > PENDING_TTL
     finally:
