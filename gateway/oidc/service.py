@@ -432,26 +432,30 @@ class OidcService:
             raise OidcFailed("this account's verified email domain is not allowed here")
         created = False
         async with self.db.tenant(pending.tenant_id) as session:
-            link = (
-                await session.execute(
-                    select(UserIdentity).where(
-                        UserIdentity.tenant_id == pending.tenant_id,
-                        UserIdentity.provider_id == provider.id,
-                        UserIdentity.subject == subject,
-                    )
-                )
-            ).scalar_one_or_none()
             user: User | None = None
             failure = ""
             tokens = None
+            link = await self._link(session, pending.tenant_id, provider.id, subject)
             if link is not None:
                 user = await session.get(User, link.user_id)
             else:
                 try:
-                    user = await self._create_user(session, provider, pending, subject, email, verified, ctx)
+                    async with session.begin_nested():
+                        user = await self._create_user(
+                            session, provider, pending, subject, email, verified, ctx
+                        )
                     created = True
                 except _Refused as refused:
                     failure = refused.reason
+                except IntegrityError:
+                    # Another sign-in of the same subject (a second tab) created the account between our
+                    # look and our insert, which waited for it: that account is this one. Anything else
+                    # that collided (an email taken meanwhile) is an existing account, never linked.
+                    link = await self._link(session, pending.tenant_id, provider.id, subject)
+                    if link is not None:
+                        user = await session.get(User, link.user_id)
+                    else:
+                        failure = "account_exists"
             if failure:
                 pass
             elif user is None or user.disabled or user.erased_at is not None:
@@ -479,6 +483,19 @@ class OidcService:
             pending.tenant_id, user.id, user.role, epoch=user.session_epoch
         )
         return LoginDone(mode="session", redirect_to=pending.redirect_to, session_id=session_id)
+
+    @staticmethod
+    async def _link(
+        session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid.UUID, subject: str
+    ) -> UserIdentity | None:
+        result = await session.execute(
+            select(UserIdentity).where(
+                UserIdentity.tenant_id == tenant_id,
+                UserIdentity.provider_id == provider_id,
+                UserIdentity.subject == subject,
+            )
+        )
+        return result.scalar_one_or_none()
 
     async def _create_user(
         self,

@@ -3,10 +3,12 @@ every attack the issue lists, each a test. The gateway runs in-process; the prov
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import asyncpg
 import httpx
 import msgspec
 import pytest
@@ -15,11 +17,12 @@ from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
 from gateway.settings import Settings
-from tests.conftest import REDIS
+from tests.conftest import REDIS, TestDatabase
 from tests.factories import TenantHandle, create_tenant, create_user
 from tests.fakes.oidc_hostile import SWITCHES, HostileOidc, Tamper
 from tests.fakes.oidc_hostile import running as running_hostile
 from tests.fakes.ssrf import internal_target
+from tests.locks import audit_head_held, waiting
 
 BINDING = "__Host-filegate_oidc"
 SESSION = "__Host-filegate_session"
@@ -370,3 +373,39 @@ async def test_provider_redirect_to_an_internal_address_is_not_followed(
     assert any(seen.path == endpoint for seen in idp.requests), "the provider was asked"
     assert target.connections == [], "the provider's redirect to the internal address was followed"
     assert r.status_code == 401 and r.json()["code"] == "oidc_failed", r.text
+
+
+async def test_two_first_logins_of_one_subject_at_once_create_one_user_and_both_sign_in(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    racing_client: httpx.AsyncClient,
+    idp: HostileOidc,
+    test_db: TestDatabase,
+    owner_conn: asyncpg.Connection,
+) -> None:
+    """Two tabs finishing their first sign-in together: both find no account linked yet, the second's insert
+    waits for the first's and then collides with it. That was a 500; it is the same user, signed in twice."""
+    tenant = await create_tenant(client)
+    await configure(client, tenant, idp)
+    # Started and finished on one base URL: the callback URL is part of the code's grant.
+    flows = [await start(racing_client, tenant) for _ in range(2)]  # type: ignore[arg-type]
+    answers = [authorize(url) for url, _ in flows]
+    async with audit_head_held(test_db, tenant.id):
+        racers = [
+            asyncio.ensure_future(callback(racing_client, answer, binding))  # type: ignore[arg-type]
+            for answer, (_, binding) in zip(answers, flows, strict=True)
+        ]
+        # One creator waits for the audit head with its user row written, the other for that row's key.
+        await waiting(owner_conn, 2, *racers)
+    done = await asyncio.gather(*racers)
+    assert [r.status_code for r in done] == [302, 302], [r.text for r in done]
+    users = [
+        (await client.get("/v1/me", headers={"Cookie": f"{SESSION}={cookie_of(r, SESSION)[0]}"})).json()[
+            "user_id"
+        ]
+        for r in done
+    ]
+    assert users[0] == users[1]
+    count = await owner_conn.fetchval(
+        "SELECT count(*) FROM users WHERE tenant_id = $1::uuid AND email = 'alice@example.test'", tenant.id
+    )
+    assert count == 1
