@@ -149,6 +149,8 @@ class IdentityService:
             if failure is None and user is not None:
                 if user.password_hash and self.hashing.needs_rehash(user.password_hash):
                     user.password_hash = await self.hashing.hash(password)
+                    # Written now: the user row before the audit head, the one lock order of every path.
+                    await session.flush()
                 pair = await self._issue(session, tenant_id, user, family_id=None)
                 await self.audit.record(
                     session,
