@@ -60,11 +60,10 @@ def dev(port: int | None) -> None:
         migrate.upgrade(
             settings.database.migrate_url, settings.database.app_role, app_url=settings.database.url
         )
-        from gateway.keys import load_credentials, load_keyring
+        from gateway.keys import ensure_key_rings
 
         _migrate_local_storage(settings)
-        load_keyring(settings)  # create the key rings once, before several processes race to
-        load_credentials(settings)
+        ensure_key_rings(settings)
         worker = subprocess.Popen([sys.executable, "-m", "gateway.cli", "worker"])
         try:
             click.echo(
@@ -86,11 +85,14 @@ def dev(port: int | None) -> None:
 @main.command()
 def serve() -> None:
     """Run the gateway (scaled-out shape: PostgreSQL and Redis are configured, not embedded)."""
+    from gateway.keys import ensure_key_rings
+
     settings = _settings()
     try:
         settings.require("DATABASE_URL", "REDIS_URL")
         if settings.server.mode == "production":
             settings.require("JWT_KEYRING")
+        ensure_key_rings(settings)
     except SettingsError as exc:
         _fail(str(exc))
     _serve(settings)
@@ -129,12 +131,14 @@ def worker() -> None:
     """Run the arq worker (scans, deliveries, housekeeping)."""
     from arq.worker import run_worker
 
+    from gateway.keys import ensure_key_rings
     from gateway.logging import configure_logging
     from workers.settings import worker_settings
 
     settings = _settings()
     try:
         settings.require("DATABASE_URL", "REDIS_URL")
+        ensure_key_rings(settings)
     except SettingsError as exc:
         _fail(str(exc))
     configure_logging(settings.server.log_level)

@@ -35,6 +35,17 @@ def load_keyring(settings: Settings) -> KeyRing:
     return ring
 
 
+def ensure_key_rings(settings: Settings) -> None:
+    """Create the key rings embedded mode generates, once, in the process that starts the others.
+
+    Each gateway process (granian runs several) and each worker would otherwise generate its own ring when
+    none exists yet, and sign with a key the others do not hold: their tokens and sealed records would be
+    refused by every other process until a restart. Production never generates one (see the loaders)."""
+    if settings.server.mode != "production":
+        load_keyring(settings)
+        load_credential_ring(settings)
+
+
 def credential_keyring_path(settings: Settings) -> Path:
     return settings.server.data_dir / "keys" / "credentials.json"
 
