@@ -32,6 +32,7 @@ def test_serve_creates_the_key_rings_before_granian_forks_its_processes(
 ) -> None:
     seen: list[list[str]] = []
     monkeypatch.setattr(cli, "_serve", lambda settings: seen.append(_rings(tmp_path)))
+    monkeypatch.setattr("gateway.logging.configure_logging", lambda *args, **kwargs: None)
     result = CliRunner().invoke(cli.main, ["serve"], env=_env(tmp_path))
     assert result.exit_code == 0, result.output
     assert seen == [["credentials.json", "jwt-keyring.json"]]
@@ -46,6 +47,9 @@ def test_worker_creates_the_key_rings_before_it_runs(tmp_path: Path, monkeypatch
         seen.append(_rings(tmp_path))
 
     monkeypatch.setattr(arq.worker, "run_worker", run_worker)
+    # The command configures logging for the process; in a test process that would outlive the test (structlog
+    # caches its loggers) and blind every later test that captures log events.
+    monkeypatch.setattr("gateway.logging.configure_logging", lambda *args, **kwargs: None)
     monkeypatch.setattr("workers.settings.worker_settings", lambda settings: {})
     result = CliRunner().invoke(cli.main, ["worker"], env=_env(tmp_path))
     assert result.exit_code == 0, result.output

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import msgspec
 import pytest
+import structlog
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
@@ -42,10 +43,15 @@ def json_log() -> Iterator[io.StringIO]:
     """The gateway's own redacting JSON log, captured: what an operator's log store would receive."""
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
+    saved_structlog = structlog.get_config()
     stream = io.StringIO()
     configure_logging("INFO", stream=stream)
+    # Nothing bound while this test runs may keep the JSON processors (structlog caches a logger on first
+    # use): later tests of this process capture log events.
+    structlog.configure(cache_logger_on_first_use=False)
     yield stream
     root.handlers, root.level = saved[0], saved[1]
+    structlog.configure(**saved_structlog)
 
 
 @pytest.mark.parametrize("bad", HOSTILE)
