@@ -67,16 +67,10 @@ class Service:
 
 
 @pytest.fixture
-def target() -> Iterator[InternalTarget]:
-    with internal_target(INTERNAL) as t:
-        yield t
-
-
-@pytest.fixture
-def service(target: InternalTarget) -> Iterator[Service]:
-    """The allowed service, on 127.0.0.1 at the internal target's port; every answer closes the connection
-    (the next request opens a new one), `/redirect` answers 302 to the internal target."""
-    seen = Service(target.port, [])
+def service() -> Iterator[Service]:
+    """The allowed service, on a free port of 127.0.0.1; every answer closes the connection (the next
+    request opens a new one), `/redirect` answers 302 to the internal target (same port, 127.0.0.2)."""
+    seen = Service(0, [])
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -86,7 +80,7 @@ def service(target: InternalTarget) -> Iterator[Service]:
             redirect = self.path.startswith("/redirect")
             self.send_response(302 if redirect else 200)
             if redirect:
-                self.send_header("Location", f"http://{INTERNAL}:{target.port}/latest/meta-data/")
+                self.send_header("Location", f"http://{INTERNAL}:{seen.port}/latest/meta-data/")
             self.send_header("Content-Length", "0")
             self.send_header("Connection", "close")
             self.end_headers()
@@ -96,7 +90,8 @@ def service(target: InternalTarget) -> Iterator[Service]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer((ALLOWED, target.port), Handler)
+    server = ThreadingHTTPServer((ALLOWED, 0), Handler)
+    seen.port = server.server_address[1]
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
@@ -106,6 +101,14 @@ def service(target: InternalTarget) -> Iterator[Service]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture
+def target(service: Service) -> Iterator[InternalTarget]:
+    """The internal target, on 127.0.0.2 at the allowed service's port (bound first, on 127.0.0.1: another
+    process holding that port there made this fixture fail now and then)."""
+    with internal_target(INTERNAL, service.port) as t:
+        yield t
 
 
 # --- one GET per client kind; each answers the status, or raises ------------------------------------------
