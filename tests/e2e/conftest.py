@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +73,19 @@ def start_server(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]
     raise RuntimeError("gateway did not come up in 30 s")
 
 
+def stop_all(procs: Iterable[subprocess.Popen[bytes]], timeout: float = 15) -> None:
+    """SIGTERM each process, then wait for all (granian passes SIGTERM on to its workers; SIGKILL would
+    orphan them); one that does not stop in `timeout` seconds is killed."""
+    procs = list(procs)
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 @contextmanager
 def running_gateway(test_db: TestDatabase, data_dir: Path, **extra: str) -> Iterator[LiveServer]:
     """A gateway process of its own with these extra settings, stopped (and waited for) afterwards."""
@@ -82,11 +95,7 @@ def running_gateway(test_db: TestDatabase, data_dir: Path, **extra: str) -> Iter
     try:
         yield LiveServer(url=f"http://127.0.0.1:{env['FILEGATE_PORT']}", log_path=log_path, env=env)
     finally:
-        proc.terminate()  # granian passes SIGTERM on to its worker; SIGKILL would orphan the worker
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_all([proc])
 
 
 @pytest.fixture(scope="session")
@@ -98,11 +107,7 @@ def live_server(test_db: TestDatabase, tmp_path_factory: pytest.TempPathFactory)
     try:
         yield LiveServer(url=f"http://127.0.0.1:{env['FILEGATE_PORT']}", log_path=log_path, env=env)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_all([proc])
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from arq.worker import Worker
 from gateway.settings import Settings
 from scanning import samples
 from tests.conftest import TestDatabase
-from tests.e2e.conftest import LiveServer, Tenant, make_tenant, server_env, start_server
+from tests.e2e.conftest import LiveServer, Tenant, make_tenant, server_env, start_server, stop_all
 from tests.factories import PASSWORD
 from tests.fakes.instagram import FakeInstagram, running
 from workers.settings import worker_settings
@@ -47,11 +46,7 @@ def gateway(
     try:
         yield LiveServer(url=env["FILEGATE_PUBLIC_URL"], log_path=tmp_path / "gateway.log", env=env)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_all([proc])
 
 
 def run_worker(server: LiveServer) -> None:

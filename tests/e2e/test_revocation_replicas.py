@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import PASSWORD, LiveServer, _free_port, make_tenant, start_server
+from tests.e2e.conftest import PASSWORD, LiveServer, _free_port, make_tenant, start_server, stop_all
 from tests.redis_loss import lose_redis_keys
 
 
@@ -39,13 +39,7 @@ def cluster(live_server: LiveServer, tmp_path: Path) -> Iterator[Replicas]:
             urls, env["FILEGATE_REDIS_KEY_PREFIX"], LiveServer(urls[0], tmp_path / "replica0.log", env)
         )
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
 
 
 def _bearer(token: str) -> dict[str, str]:

@@ -13,7 +13,7 @@ import httpx
 import pyotp
 import pytest
 
-from tests.e2e.conftest import PASSWORD, LiveServer, make_tenant, server_env, start_server
+from tests.e2e.conftest import PASSWORD, LiveServer, make_tenant, server_env, start_server, stop_all
 
 if TYPE_CHECKING:
     from tests.conftest import TestDatabase
@@ -48,13 +48,7 @@ def replicas(test_db: TestDatabase, tmp_path: Path) -> Iterator[list[LiveServer]
             servers.append(LiveServer(f"http://127.0.0.1:{env['FILEGATE_PORT']}", log_path, env))
         yield servers
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
 
 
 def _enrolled_user(server: LiveServer) -> tuple[str, str, str]:

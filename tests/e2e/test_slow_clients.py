@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import TestDatabase
-from tests.e2e.conftest import LiveServer, Tenant, make_tenant, server_env, start_server
+from tests.e2e.conftest import LiveServer, Tenant, make_tenant, server_env, start_server, stop_all
 
 IDLE = 2  # FILEGATE_BODY_IDLE_TIMEOUT and FILEGATE_HEADER_READ_TIMEOUT of this module's server
 SLACK = 4
@@ -41,11 +40,7 @@ def impatient_server(test_db: TestDatabase, tmp_path_factory: pytest.TempPathFac
     try:
         yield LiveServer(url=f"http://127.0.0.1:{env['FILEGATE_PORT']}", log_path=log_path, env=env)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_all([proc])
 
 
 def _connect(server: LiveServer) -> socket.socket:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from gateway.uploads.s3_quarantine import PART_SIZE
-from tests.e2e.conftest import LiveServer, make_tenant, server_env, start_server
+from tests.e2e.conftest import LiveServer, make_tenant, server_env, start_server, stop_all
 from tests.e2e.test_tus import _cut_patch, create, head, patch, upload_of
 from tests.s3 import ACCESS_KEY, SECRET_KEY, Bucket
 
@@ -53,13 +53,7 @@ def s3_gateways(test_db: TestDatabase, s3_bucket: Bucket, tmp_path: Path) -> Ite
             servers.append(LiveServer(f"http://127.0.0.1:{env['FILEGATE_PORT']}", log_path, env))
         yield servers
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
 
 
 def test_tus_chunks_alternate_between_gateways_on_s3(

@@ -11,7 +11,6 @@ scripts/test.sh runs it; skipped only when node is not on PATH.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pytest
 
 from tests import conftest
 from tests.e2e.browsing import browse, unexpected_errors
-from tests.e2e.conftest import LiveServer, server_env, start_server
+from tests.e2e.conftest import LiveServer, server_env, start_server, stop_all
 
 pytestmark = [
     pytest.mark.e2e,
@@ -40,11 +39,7 @@ def web_server(
     try:
         yield LiveServer(url=f"http://127.0.0.1:{env['FILEGATE_PORT']}", log_path=log_path, env=env)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_all([proc])
 
 
 def test_page_renders_signed_out_in_a_real_browser(web_server: LiveServer, tmp_path: Path) -> None:
