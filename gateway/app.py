@@ -40,7 +40,8 @@ from gateway.request import FilegateRequest, refuse_unreadable_text
 from gateway.security.authn import AuthenticationMiddleware, Authenticator
 from gateway.security.cors import Cors
 from gateway.security.headers import EdgeMiddleware
-from gateway.security.ratelimit import Lockout, RateLimiter
+from gateway.security.lockout import Lockout
+from gateway.security.ratelimit import RateLimiter
 from gateway.security.revocation import Revocations
 from gateway.security.sessions import SessionStore
 from gateway.settings import Settings
@@ -126,7 +127,9 @@ def create_app(settings: Settings) -> Litestar:
             tokens=tokens,
             revocations=revocations,
             limiter=limiter,
-            lockout=Lockout(redis, prefix, threshold=auth.lockout_threshold, seconds=auth.lockout_seconds),
+            lockout=Lockout(
+                db, redis, prefix, threshold=auth.lockout_threshold, seconds=auth.lockout_seconds
+            ),
             audit=audit,
             profiles=profiles,
             credentials=credentials,

@@ -8,7 +8,7 @@ the same data directory (`filegate tenant create`, `filegate migrate`) find them
 None of them listens on TCP: each has a unix socket in a directory only this user can enter (PostgreSQL
 in its data directory, Valkey in `valkey/`, clamd in `clamd/run/`), and Valkey also wants a password made
 at each start. A TCP port on loopback is open to every local user, and what it opens is arbitrary: Valkey
-holds the job queue, the revocations and the lockouts, and clamd obeys SHUTDOWN from anyone.
+holds the job queue, the browser sessions and the revocation cache, and clamd obeys SHUTDOWN from anyone.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -192,3 +193,17 @@ class UserIdentity(TenantScoped, Base):
     provider_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("identity_providers.id", ondelete="CASCADE"))
     subject: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class LoginLockout(TenantScoped, Base):
+    """Consecutive failed logins of one account and its lock: held here, not in Redis, so that losing
+    Redis unlocks nothing. `account` is a hash of tenant slug and normalized email (unknown emails
+    get a row like known ones), so the table holds no address."""
+
+    __tablename__ = "login_lockouts"
+    __table_args__ = (PrimaryKeyConstraint("tenant_id", "account"),)
+
+    account: Mapped[str] = mapped_column(String(64))
+    failures: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    locked_until: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())

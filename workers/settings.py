@@ -98,6 +98,12 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
                 run_at_startup=False,
             ),
             cron(
+                functions["purge_stale_lockouts"].coroutine,
+                name="cron:purge_stale_lockouts",
+                minute={47},
+                run_at_startup=False,
+            ),
+            cron(
                 functions["reconcile_uploads"].coroutine,
                 name="cron:reconcile_uploads",
                 second=set(range(0, 60, every)) if every < 60 else {0},

@@ -29,8 +29,9 @@ from gateway.errors import (
 )
 from gateway.identity.profile import Profile, ProfileCache
 from gateway.identity.schemas import Me, TokenPair, TotpConfirmed, TotpEnrollment
+from gateway.security.lockout import Lockout
 from gateway.security.principal import Principal
-from gateway.security.ratelimit import Lockout, RateLimiter, subject
+from gateway.security.ratelimit import RateLimiter, subject
 from gateway.security.revocation import Revocations
 from gateway.settings import Settings
 from tenants import credentials, totp
@@ -109,15 +110,15 @@ class IdentityService:
         except InvalidInput as exc:
             refused, email = refused or str(exc), account_key(email)
         account = subject(slug, email)
-        await self.lockout.check(account)  # 423 wins over 429
+        tenant_id = await self.db.tenant_for_slug(slug) if slug_ok else None
+        await self.lockout.check(tenant_id, account)  # 423 wins over 429
         auth = self.settings.auth
         await self.limiter.hit("login-ip", subject(ctx.ip or ""), limit=auth.login_ip_limit)
         window = await self.limiter.hit("login-account", account, limit=auth.login_account_limit)
 
-        tenant_id = await self.db.tenant_for_slug(slug) if slug_ok else None
         if tenant_id is None:
             await self.hashing.verify(None, password)
-            await self.lockout.failure(account)
+            await self.lockout.failure(None, account)
             log.info("auth.login_failed", reason="unknown_tenant" if slug_ok else "invalid_input")
             if not slug_ok:
                 raise ValidationFailed(refused, headers=window.headers())
@@ -165,7 +166,7 @@ class IdentityService:
 
         if failure is not None:
             reason, error, user_id = failure
-            locked = False if reason == "mfa_required" else await self.lockout.failure(account)
+            locked = False if reason == "mfa_required" else await self.lockout.failure(tenant_id, account)
             actor = Actor("user", str(user_id)) if user_id else Actor("anonymous")
             await self.audit.record_alone(
                 tenant_id,
@@ -190,7 +191,7 @@ class IdentityService:
                 )
             error.headers = {**window.headers(), **error.headers}
             raise error
-        await self.lockout.success(account)
+        await self.lockout.success(tenant_id, account)
         assert pair is not None
         return pair, window.headers()
 

@@ -1,4 +1,4 @@
-"""Fixed-window counters and account lockout, held in Redis so every replica shares them."""
+"""Fixed-window counters (throttles, not decisions), held in Redis so every replica shares them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from gateway.errors import AccountLocked, RateLimited
+from gateway.errors import RateLimited
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,43 +66,3 @@ def _limited(state: Window) -> RateLimited:
     return RateLimited(
         "too many requests; retry later", headers={**state.headers(), "Retry-After": str(state.reset)}
     )
-
-
-class Lockout:
-    """Consecutive login failures per account; at the threshold the account locks for a while."""
-
-    def __init__(self, redis: Redis, prefix: str, *, threshold: int, seconds: int) -> None:
-        self._redis = redis
-        self._prefix = prefix
-        self.threshold = threshold
-        self.seconds = seconds
-
-    def _keys(self, account: str) -> tuple[str, str]:
-        return f"{self._prefix}lock:fail:{account}", f"{self._prefix}lock:on:{account}"
-
-    async def check(self, account: str) -> None:
-        _, locked = self._keys(account)
-        ttl = int(await self._redis.ttl(locked))
-        if ttl > 0 or ttl == -1:
-            raise AccountLocked(
-                "too many failed logins; try again later", headers={"Retry-After": str(max(ttl, 1))}
-            )
-
-    async def failure(self, account: str) -> bool:
-        """Count a failure; True when this one locked the account."""
-        fails, locked = self._keys(account)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.incr(fails)
-        pipe.expire(fails, self.seconds)
-        count = int((await pipe.execute())[0])
-        if count >= self.threshold:
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.set(locked, "1", ex=self.seconds)
-            pipe.delete(fails)
-            await pipe.execute()
-            return True
-        return False
-
-    async def success(self, account: str) -> None:
-        fails, _ = self._keys(account)
-        await self._redis.delete(fails)
