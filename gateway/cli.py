@@ -21,10 +21,15 @@ def _settings() -> Settings:
 
     settings = Settings.from_env()
     recorded = recorded_env(settings.server.data_dir)
-    missing = {k: v for k, v in recorded.items() if not os.environ.get(k)}
+    missing = {k: v for k, v in recorded.items() if not _configured(k)}
     if missing:
         settings = Settings.from_env({**os.environ, **missing})
     return settings
+
+
+def _configured(variable: str) -> bool:
+    """The operator set `variable` (or, for a secret, the file variable that holds it)."""
+    return bool(os.environ.get(variable) or os.environ.get(variable + "_FILE"))
 
 
 def _fail(message: str) -> None:
@@ -52,7 +57,8 @@ def dev(port: int | None) -> None:
         _fail(str(exc))
     try:
         for key, value in servers.env(base.database.app_role).items():
-            os.environ.setdefault(key, value)
+            if not _configured(key):
+                os.environ[key] = value
         if port is not None:
             os.environ["FILEGATE_PORT"] = str(port)
         settings = Settings.from_env()
