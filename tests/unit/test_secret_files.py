@@ -72,3 +72,20 @@ def test_an_unreadable_secret_file_is_refused_naming_the_variable(tmp_path: Path
 def test_a_file_variable_of_a_setting_that_is_not_secret_is_not_read(tmp_path: Path) -> None:
     env = {"FILEGATE_HOST_FILE": _secret(tmp_path, "host", "0.0.0.0\n")}
     assert Settings.from_env(env).server.host == "127.0.0.1"
+
+
+def test_a_secret_file_wins_over_the_urls_a_running_filegate_dev_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commands fill unset URLs from `filegate dev`'s record; a URL given as a file is set, not unset (filling
+    it would make the variable and its file both set, refused)."""
+    from gateway import cli
+    from gateway.embedded import STATE_FILE
+
+    (tmp_path / STATE_FILE).write_text('{"FILEGATE_DATABASE_URL": "postgresql+asyncpg://embedded/db"}')
+    monkeypatch.setenv("FILEGATE_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("FILEGATE_DATABASE_URL", raising=False)
+    monkeypatch.setenv(
+        "FILEGATE_DATABASE_URL_FILE", _secret(tmp_path, "db", "postgresql+asyncpg://mounted/db\n")
+    )
+    assert cli._settings().database.url == "postgresql+asyncpg://mounted/db"
