@@ -365,7 +365,11 @@ def keys_init() -> None:
         _fail(f"cannot create a key ring: {exc.strerror} ({exc.filename})")
     for ring in rings:
         state = "created" if ring.created else "already there, kept"
+        if not ring.loads:
+            state += ", but it does not load as a key ring: fix or remove it"
         click.echo(f"filegate: {ring.setting} {ring.where}: {state}", err=True)
+    if not all(ring.loads for ring in rings):
+        sys.exit(2)
 
 
 @keys.command("rotate")

@@ -86,28 +86,36 @@ class RingInit:
     where: str
     """Its file's path, or a note that it is held inline."""
     created: bool
+    loads: bool = True
+    """False when a ring that was already there does not load: kept, but every process would refuse it."""
 
 
 def init_key_rings(settings: Settings) -> list[RingInit]:
-    """Create the JWT and the credential key ring where absent, in any mode; an existing ring is kept."""
+    """Create the JWT and the credential key ring where absent, in any mode; an existing ring is kept (and
+    checked, so that an operator learns of a broken one here rather than from a gateway that will not
+    start)."""
     jwt_path = keyring_path(settings)
-    done = [
-        RingInit(
-            "FILEGATE_JWT_KEYRING",
-            str(jwt_path),
-            create_ring(settings, jwt_path, KeyRing.generate().to_json()),
-        )
-    ]
+    created = create_ring(settings, jwt_path, KeyRing.generate().to_json())
+    try:
+        KeyRing.load(jwt_path)
+        loads = True
+    except KeyRingError:
+        loads = False
+    done = [RingInit("FILEGATE_JWT_KEYRING", str(jwt_path), created, loads)]
     source = settings.auth.keyring
     if source is not None and source.lstrip().startswith("{"):
-        done.append(RingInit("FILEGATE_KEYRING", "(inline JSON)", False))
+        where = "(inline JSON)"
+        created = False
     else:
         path = Path(source) if source is not None else credential_keyring_path(settings)
-        done.append(
-            RingInit(
-                "FILEGATE_KEYRING", str(path), create_ring(settings, path, LocalKeyRing.generate().to_json())
-            )
-        )
+        where, source = str(path), str(path)
+        created = create_ring(settings, path, LocalKeyRing.generate().to_json())
+    try:
+        LocalKeyRing.load(source)
+        loads = True
+    except CredentialKeyRingError:
+        loads = False
+    done.append(RingInit("FILEGATE_KEYRING", where, created, loads))
     return done
 
 

@@ -103,6 +103,17 @@ def test_keys_init_never_overwrites_a_ring_placed_by_the_operator(tmp_path: Path
     assert ring.read_bytes() == before
 
 
+def test_keys_init_keeps_a_broken_ring_but_says_so_and_fails(tmp_path: Path) -> None:
+    (tmp_path / "keys").mkdir(mode=0o700)
+    broken = tmp_path / "keys" / "jwt-keyring.json"
+    broken.write_text("{not json")
+    out = _filegate("keys", "init", FILEGATE_MODE="production", FILEGATE_DATA_DIR=str(tmp_path))
+    assert out.returncode == 2
+    assert f"FILEGATE_JWT_KEYRING {broken}: already there, kept, but it does not load" in out.stderr
+    assert broken.read_text() == "{not json"
+    assert "Traceback" not in out.stderr
+
+
 def test_jwt_rotate_in_production_rotates_the_ring_keys_init_made(tmp_path: Path) -> None:
     env = {"FILEGATE_MODE": "production", "FILEGATE_DATA_DIR": str(tmp_path)}
     assert _filegate("keys", "init", **env).returncode == 0
