@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,7 +76,9 @@ def load_credential_ring(settings: Settings) -> LocalKeyRing:
     try:
         return LocalKeyRing.load(source)
     except CredentialKeyRingError as exc:
-        hint = " (create it with `filegate keys init`)" if not Path(source).exists() else ""
+        # os.path.exists, not Path.exists: an inline ring is no path and may be longer than a file name.
+        absent = not source.lstrip().startswith("{") and not os.path.exists(source)
+        hint = " (create it with `filegate keys init`)" if absent else ""
         raise SettingsError(f"FILEGATE_KEYRING: {exc}{hint}") from None
 
 

@@ -89,3 +89,11 @@ def test_a_secret_file_wins_over_the_urls_a_running_filegate_dev_recorded(
         "FILEGATE_DATABASE_URL_FILE", _secret(tmp_path, "db", "postgresql+asyncpg://mounted/db\n")
     )
     assert cli._settings().database.url == "postgresql+asyncpg://mounted/db"
+
+
+def test_a_malformed_inline_credential_ring_is_a_settings_error_naming_the_variable() -> None:
+    from gateway.keys import load_credential_ring
+
+    settings = Settings.from_env({"FILEGATE_MODE": "production", "FILEGATE_KEYRING": "{" + "x" * 5000})
+    with pytest.raises(SettingsError, match="FILEGATE_KEYRING"):
+        load_credential_ring(settings)
