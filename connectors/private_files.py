@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 DIR_MODE = 0o700
@@ -40,3 +41,23 @@ def private_dirs(root: Path, directory: Path) -> None:
         current = current / part
         with contextlib.suppress(FileExistsError):
             os.mkdir(current, DIR_MODE)
+
+
+def create_private_file(path: Path, content: str) -> bool:
+    """Write `content` to `path` (0600) only if nothing is there; False, and nothing touched, if something is.
+
+    The content goes to a private temporary file first and is then hard-linked to `path`: the link fails
+    if `path` exists, so of two concurrent writers exactly one wins, and no reader ever sees half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        os.unlink(tmp)

@@ -1,4 +1,4 @@
-"""The `filegate` command: dev, serve, worker, migrate, storage migrate-local, tenant create, jwt and keys rotate."""
+"""The `filegate` command: dev, serve, worker, migrate, storage migrate-local, tenant create, keys init, jwt and keys rotate."""
 
 from __future__ import annotations
 
@@ -21,10 +21,15 @@ def _settings() -> Settings:
 
     settings = Settings.from_env()
     recorded = recorded_env(settings.server.data_dir)
-    missing = {k: v for k, v in recorded.items() if not os.environ.get(k)}
+    missing = {k: v for k, v in recorded.items() if not _configured(k)}
     if missing:
         settings = Settings.from_env({**os.environ, **missing})
     return settings
+
+
+def _configured(variable: str) -> bool:
+    """The operator set `variable` (or, for a secret, the file variable that holds it)."""
+    return bool(os.environ.get(variable) or os.environ.get(variable + "_FILE"))
 
 
 def _fail(message: str) -> None:
@@ -52,7 +57,8 @@ def dev(port: int | None) -> None:
         _fail(str(exc))
     try:
         for key, value in servers.env(base.database.app_role).items():
-            os.environ.setdefault(key, value)
+            if not _configured(key):
+                os.environ[key] = value
         if port is not None:
             os.environ["FILEGATE_PORT"] = str(port)
         settings = Settings.from_env()
@@ -317,13 +323,18 @@ def jwt_rotate(keyring: Path | None) -> None:
     from gateway.keys import keyring_path, private_keys_dir
     from tenants.tokens import KeyRing, KeyRingError
 
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        _fail(str(exc))
     path = keyring or keyring_path(settings)
     try:
         ring = KeyRing.load(path).rotated(retire_after_seconds=settings.auth.access_token_ttl + 60)
     except KeyRingError:
         if path.exists():
             _fail(f"cannot read the key ring at {path}")
+        if settings.server.mode == "production":  # production never generates keys implicitly
+            _fail(f"FILEGATE_JWT_KEYRING: no key ring at {path}; create it with `filegate keys init`")
         ring = KeyRing.generate()
     private_keys_dir(settings, path)
     ring.save(path)
@@ -334,7 +345,31 @@ def jwt_rotate(keyring: Path | None) -> None:
 
 @main.group()
 def keys() -> None:
-    """Credential-manager keys (FILEGATE_KEYRING)."""
+    """Key rings: create both (init); rotate the credential-manager keys (FILEGATE_KEYRING)."""
+
+
+@keys.command("init")
+def keys_init() -> None:
+    """Create the JWT and credential key rings where absent (files 0600); an existing ring is kept.
+
+    Run once before the first `filegate serve` in production, which never generates keys; then rotate with
+    `filegate jwt rotate` and `filegate keys rotate`.
+    """
+    from gateway.keys import init_key_rings
+
+    try:
+        rings = init_key_rings(Settings.from_env())
+    except SettingsError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot create a key ring: {exc.strerror} ({exc.filename})")
+    for ring in rings:
+        state = "created" if ring.created else "already there, kept"
+        if not ring.loads:
+            state += ", but it does not load as a key ring: fix or remove it"
+        click.echo(f"filegate: {ring.setting} {ring.where}: {state}", err=True)
+    if not all(ring.loads for ring in rings):
+        sys.exit(2)
 
 
 @keys.command("rotate")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.credentials import CredentialManager, LocalKeyRing
 from connectors.credentials import KeyRingError as CredentialKeyRingError
-from connectors.private_files import private_root
+from connectors.private_files import create_private_file, private_root
 from gateway.security.redis_records import PURPOSE as RECORD_PURPOSE
 from gateway.security.redis_records import RecordSeal
 from gateway.settings import Settings, SettingsError
@@ -27,12 +29,10 @@ def load_keyring(settings: Settings) -> KeyRing:
     except KeyRingError:
         if settings.server.mode == "production" or path.exists():
             raise SettingsError(
-                "FILEGATE_JWT_KEYRING must name a readable key ring (create one with `filegate jwt rotate`)"
+                f"FILEGATE_JWT_KEYRING: no readable key ring at {path} (create one with `filegate keys init`)"
             ) from None
-    ring = KeyRing.generate()
-    private_keys_dir(settings, path)
-    ring.save(path)
-    return ring
+    create_ring(settings, path, KeyRing.generate().to_json())
+    return KeyRing.load(path)  # the ring that won, if another process created one meanwhile
 
 
 def ensure_key_rings(settings: Settings) -> None:
@@ -67,17 +67,67 @@ def load_credential_ring(settings: Settings) -> LocalKeyRing:
     if source is None:
         if settings.server.mode == "production":
             raise SettingsError(
-                "FILEGATE_KEYRING is required in production (create it with `filegate keys rotate`)"
+                "FILEGATE_KEYRING is required in production (create the ring with `filegate keys init`)"
             )
         path = credential_keyring_path(settings)
-        private_keys_dir(settings, path)
         if not path.exists():
-            LocalKeyRing.generate().save(path)
+            create_ring(settings, path, LocalKeyRing.generate().to_json())
         source = str(path)
     try:
         return LocalKeyRing.load(source)
     except CredentialKeyRingError as exc:
-        raise SettingsError(f"FILEGATE_KEYRING: {exc}") from None
+        # os.path.exists, not Path.exists: an inline ring is no path and may be longer than a file name.
+        absent = not source.lstrip().startswith("{") and not os.path.exists(source)
+        hint = " (create it with `filegate keys init`)" if absent else ""
+        raise SettingsError(f"FILEGATE_KEYRING: {exc}{hint}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class RingInit:
+    setting: str
+    """The variable that names the ring."""
+    where: str
+    """Its file's path, or a note that it is held inline."""
+    created: bool
+    loads: bool = True
+    """False when a ring that was already there does not load: kept, but every process would refuse it."""
+
+
+def init_key_rings(settings: Settings) -> list[RingInit]:
+    """Create the JWT and the credential key ring where absent, in any mode; an existing ring is kept (and
+    checked, so that an operator learns of a broken one here rather than from a gateway that will not
+    start)."""
+    jwt_path = keyring_path(settings)
+    created = create_ring(settings, jwt_path, KeyRing.generate().to_json())
+    try:
+        KeyRing.load(jwt_path)
+        loads = True
+    except KeyRingError:
+        loads = False
+    done = [RingInit("FILEGATE_JWT_KEYRING", str(jwt_path), created, loads)]
+    source = settings.auth.keyring
+    if source is not None and source.lstrip().startswith("{"):
+        where = "(inline JSON)"
+        created = False
+    else:
+        path = Path(source) if source is not None else credential_keyring_path(settings)
+        where, source = str(path), str(path)
+        created = create_ring(settings, path, LocalKeyRing.generate().to_json())
+    try:
+        LocalKeyRing.load(source)
+        loads = True
+    except CredentialKeyRingError:
+        loads = False
+    done.append(RingInit("FILEGATE_KEYRING", where, created, loads))
+    return done
+
+
+def create_ring(settings: Settings, path: Path, content: str) -> bool:
+    """Write a new ring (0600, in a 0700 directory) unless one is there: never overwrite a key ring, even
+    when several processes create it at once (the one that lost reads the winner's)."""
+    private_keys_dir(settings, path)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return create_private_file(path, content)
 
 
 def private_keys_dir(settings: Settings, path: Path) -> None:

@@ -17,6 +17,11 @@ import msgspec
 
 ENV_PREFIX = "FILEGATE_"
 MAX_ACCESS_TOKEN_TTL = 900
+SECRET_SETTINGS = frozenset(
+    {"DATABASE_URL", "MIGRATE_DATABASE_URL", "REDIS_URL", "OPERATOR_TOKEN", "METRICS_TOKEN", "KEYRING"}
+)
+"""Settings that carry credentials: each can also be read from the file `FILEGATE_<NAME>_FILE` names, as
+container secrets are mounted (a value in the environment shows in `docker inspect` and /proc)."""
 
 
 class SettingsError(ValueError):
@@ -192,8 +197,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         env = os.environ if environ is None else environ
 
         def get(name: str) -> str | None:
-            value = env.get(ENV_PREFIX + name)
-            return value if value not in (None, "") else None
+            value = env.get(ENV_PREFIX + name) or None
+            if name in SECRET_SETTINGS:
+                return _secret(env, name, value)
+            return value
 
         def integer(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
             raw = get(name)
@@ -321,6 +328,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def behind_tls(self) -> bool:
         return bool(self.server.public_url and self.server.public_url.startswith("https://"))
+
+
+def _secret(env: Mapping[str, str], name: str, value: str | None) -> str | None:
+    """The secret from the variable or the file `<NAME>_FILE` names; both set is refused (which one would
+    win is a guess an operator should not have to make)."""
+    variable, file_variable = ENV_PREFIX + name, ENV_PREFIX + name + "_FILE"
+    path = env.get(file_variable) or None
+    if path is None:
+        return value
+    if value is not None:
+        raise SettingsError(f"set {variable} or {file_variable}, not both")
+    try:
+        content = Path(path).read_text()
+    except (OSError, UnicodeDecodeError):
+        raise SettingsError(f"{file_variable} must name a readable UTF-8 file") from None
+    return content.rstrip("\r\n") or None
 
 
 def _clamd_url(value: str | None) -> str | None:

@@ -95,8 +95,7 @@ class KeyRing:
             raise KeyRingError(f"key ring file is malformed: {path}") from None
         return cls(keys)
 
-    def save(self, path: Path) -> None:
-        """Write atomically with mode 0600: a half-written ring must never be read."""
+    def to_json(self) -> str:
         data = {
             "keys": [
                 {
@@ -111,11 +110,15 @@ class KeyRing:
                 for k in self._keys
             ]
         }
+        return json.dumps(data, indent=2)
+
+    def save(self, path: Path) -> None:
+        """Write atomically with mode 0600: a half-written ring must never be read."""
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # a key ring's directory is private too
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2)
+            fh.write(self.to_json())
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -155,3 +155,36 @@ async def _rotation_scenario(client, settings, owner_conn) -> None:
             "SELECT totp_secret FROM users WHERE tenant_id = $1::uuid AND totp_secret IS NOT NULL", t.id
         )
     )
+
+
+async def test_keys_rotate_in_production_rotates_the_ring_keys_init_made(own_db_settings, tmp_path) -> None:
+    """Production never generates a ring, so `keys rotate` must read the one `keys init` made; the database
+    URL comes from a mounted secret file, as in a container."""
+    ring = tmp_path / "secrets" / "credentials.json"
+    url_file = tmp_path / "database-url"
+    url_file.write_text(own_db_settings.database.url + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FILEGATE_")}
+    env.update(
+        FILEGATE_MODE="production",
+        FILEGATE_DATA_DIR=str(tmp_path / "var"),
+        FILEGATE_KEYRING=str(ring),
+        FILEGATE_JWT_KEYRING=str(tmp_path / "secrets" / "jwt.json"),
+        FILEGATE_DATABASE_URL_FILE=str(url_file),
+    )
+
+    def filegate(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gateway.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    created = filegate("keys", "init")
+    assert created.returncode == 0, created.stderr
+    assert LocalKeyRing.load(str(ring)).versions == [1]
+    rotated = filegate("keys", "rotate")
+    assert rotated.returncode == 0, rotated.stderr
+    assert LocalKeyRing.load(str(ring)).versions == [1, 2]
